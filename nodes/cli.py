@@ -1,0 +1,47 @@
+"""``antithetic-sampling <command>``: one entry point for the pack's commands (no ComfyUI needed).
+
+Each command lives in its own module and takes its own arguments (``antithetic-sampling <command> --help``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module relative to this package, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("evidence.demo", "main", "generate iid / antithetic / K-group / RQMC batches from the embedded model; plots + report"),
+    "bench": ("evidence.bench", "main", "measured claims: efficiency, CI width, coverage, correlations, timings -> JSON + README table"),
+    "train": ("evidence.train", "main", "retrain the embedded digits denoiser (seeded, CPU)"),
+    "noise-bench": ("evidence.noise_timing", "main", "noise generation time of each NOISE design vs torch.randn"),
+    "guidance-bench": ("evidence.guidance_bench", "main", "Noise Awareness Guidance: noise shift, sample quality, cost"),
+    "metric-bench": ("evidence.metric_bench", "main", "Pair Diversity Metric / CI node timings"),
+    "soak": ("api_client.soak", "main", "soak test of the batch-queue client against real ComfyUI servers"),
+    "sync-workflows": ("api_client.sync_workflows", "main", "regenerate the API-format copies of workflows/"),
+}
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = ["usage: antithetic-sampling <command> [options]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, func, _ = COMMANDS[name]
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    result = getattr(module, func)(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
