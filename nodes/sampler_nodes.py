@@ -1,0 +1,122 @@
+"""V3 node: Antithetic Sampler — a core SAMPLER whose per-step noise is mirrored within antithetic groups.
+
+Ancestral and SDE samplers inject fresh noise every step (seeded from NOISE.seed), which makes the two members of
+an antithetic pair independent again after the first step. Jia et al. (ICLR 2026, §6.3) keep pairs negatively
+correlated with a stochastic sampler only by negating the step noise too. This wraps ComfyUI's own k-diffusion
+sampler function and passes a ``noise_sampler`` (``methods/step_noise.MirroredStepNoise``) built from the same
+group structure; deterministic samplers (no ``noise_sampler`` argument) are returned unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+from comfy_api.latest import io
+
+from .methods.antithetic import LAYOUTS, MAX_GROUP_SIZE, validate_design
+from .methods.keyed_rng import STREAM_STEP, keyed_seed
+from .methods.step_noise import MirroredStepNoise
+
+CATEGORY = "antithetic/sampling"
+
+
+def accepts_noise_sampler(fn) -> bool:
+    try:
+        return "noise_sampler" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _brownian_base(sigmas, name: str):
+    """Leader draws from per-leader Brownian trees, as ComfyUI's SDE samplers use (one tree per leader, keyed)."""
+    from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
+
+    positive = sigmas[sigmas > 0]
+    sigma_min, sigma_max = positive.min(), sigmas.max()
+
+    def factory(leaders, seed):
+        seeds = [keyed_seed(seed, STREAM_STEP, i) % (2**63) for i in range(leaders.shape[0])]
+        return BrownianTreeNoiseSampler(leaders, sigma_min, sigma_max, seed=seeds, cpu=True)
+
+    return factory
+
+
+def mirrored_sampler(sampler_name: str, group_size: int = 2, layout: str = "interleaved", design_size: int = 0,
+                     mask=None):
+    """ComfyUI ``KSAMPLER`` for ``sampler_name`` whose step noise has the antithetic group structure.
+
+    Returns the plain ``sampler_object(sampler_name)`` when that sampler takes no step noise (euler, dpmpp_2m,
+    ddim, uni_pc, ...): deterministic samplers are unaffected.
+    """
+    import comfy.samplers
+
+    validate_design(group_size, layout, design_size)
+    if sampler_name not in comfy.samplers.SAMPLER_NAMES:
+        raise ValueError(f"sampler_name {sampler_name!r} is not a ComfyUI sampler")
+    base = comfy.samplers.sampler_object(sampler_name)
+    fn = getattr(base, "sampler_function", None)
+    if fn is None or not accepts_noise_sampler(fn):
+        return base
+    # SDE samplers default to a Brownian tree; keep that structure (mirrored) rather than per-call Gaussian noise.
+    brownian = "sde" in sampler_name
+
+    @functools.wraps(fn)
+    def sample_mirrored(model, x, sigmas, *args, extra_args=None, noise_sampler=None, **kwargs):
+        if noise_sampler is None:
+            seed = (extra_args or {}).get("seed", 0)
+            noise_sampler = MirroredStepNoise(
+                x, seed, group_size, layout, design_size, mask,
+                base=_brownian_base(sigmas, sampler_name) if brownian else None,
+            )
+        return fn(model, x, sigmas, *args, extra_args=extra_args, noise_sampler=noise_sampler, **kwargs)
+
+    sampler = comfy.samplers.KSAMPLER(sample_mirrored, base.extra_options, base.inpaint_options)
+    sampler.antithetic_design = {"group_size": group_size, "layout": layout, "design_size": design_size}
+    return sampler
+
+
+class AntitheticSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        import comfy.samplers
+
+        return io.Schema(
+            node_id="AntitheticSampler",
+            display_name="Antithetic Sampler (mirrored step noise)",
+            category=CATEGORY,
+            description=(
+                "A SAMPLER for SamplerCustomAdvanced / SamplerCustom whose per-step noise is mirrored inside antithetic "
+                "groups, so pairs started from Antithetic Latent Noise stay negatively correlated with ancestral and "
+                "SDE samplers (euler_ancestral, dpmpp_sde, dpmpp_2m_sde, ...). Jia et al., 'Antithetic Noise in "
+                "Diffusion Models', ICLR 2026 (arXiv 2506.06185), §6.3: with stochastic samplers the step noise must "
+                "be negated too. Use the same group size, layout and mask as the noise node. Deterministic samplers "
+                "(euler, dpmpp_2m, ddim, uni_pc, ...) are passed through unchanged."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "sampler_name", options=list(comfy.samplers.SAMPLER_NAMES), default="euler_ancestral",
+                    tooltip="The ComfyUI sampler to run. Its step noise (if any) is mirrored; SDE samplers keep a "
+                            "Brownian-tree noise per group leader, so each image still follows a genuine Brownian path.",
+                ),
+                io.Int.Input("group_size", default=2, min=2, max=MAX_GROUP_SIZE,
+                             tooltip="K, as in Antithetic Latent Noise: 2 mirrors (eps, -eps); K > 2 uses "
+                                     "sqrt(K/(K-1))(eps_i - mean eps)."),
+                io.Combo.Input("layout", options=list(LAYOUTS), default="interleaved",
+                               tooltip="Batch layout of the groups; must match the noise node."),
+                io.Int.Input("design_size", default=0, min=0, max=4096, optional=True,
+                             tooltip="halves layout only: full batch size of the design (0 = this batch)."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="Partial antithetic: mirror the step noise only inside the mask (same mask as "
+                                      "the noise node; binarised at 0.5 after resizing)."),
+            ],
+            outputs=[io.Sampler.Output(tooltip="SAMPLER with mirrored step noise.")],
+        )
+
+    @classmethod
+    def execute(cls, sampler_name: str, group_size: int = 2, layout: str = "interleaved", design_size: int = 0,
+                mask=None) -> io.NodeOutput:
+        return io.NodeOutput(mirrored_sampler(sampler_name, group_size, layout, design_size or 0, mask))
+
+
+NODES = [AntitheticSampler]
