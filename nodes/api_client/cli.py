@@ -1,0 +1,196 @@
+"""``antithetic-queue``: queue a workflow many times on ComfyUI servers and collect what it makes.
+
+Examples::
+
+    antithetic-queue workflow_api.json --sweep "Antithetic Latent Noise.noise_seed=0..99" --out runs/seeds
+    antithetic-queue workflow.json --set 5.steps=4 --sweep 3.seed=1,2,3 --sweep 7.k=2,4 --repeat 2
+    antithetic-queue workflow_api.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep 3.seed=0..999
+
+Rerun the same command to resume: jobs already ``done`` in the manifest are skipped.
+Exit status: 0 all done, 1 some job failed, 2 bad arguments or workflow, 3 no server reachable, 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from .client import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    BatchRunner,
+    ClientError,
+    Server,
+    ServerUnreachable,
+    normalize_url,
+)
+from .convert import ConversionError, convert_ui_to_api, is_api_prompt, is_ui_workflow
+from .jobs import SpecError, build_jobs, parse_set, parse_sweep, resolve_node
+
+DEFAULT_SERVER = "http://127.0.0.1:8188"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="antithetic-queue",
+        description="Queue a ComfyUI workflow many times (sweeps, repeats) on one or more ComfyUI servers, "
+        "follow progress, download the outputs and write a resumable JSON-lines manifest.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::", 1)[1] if __doc__ else None,
+    )
+    p.add_argument("workflow", help="workflow JSON: API format, or UI format (converted through the server's /object_info)")
+    p.add_argument("--server", action="append", default=[], metavar="URL",
+                   help=f"ComfyUI server (repeat for several; default {DEFAULT_SERVER})")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                   help="override an input; NODE is a node id, title or unique class; VALUE is JSON or text")
+    p.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="NODE.INPUT=SPEC",
+                   help="sweep an input over A..B (inclusive, A..B:STEP), a list a,b,c or [json]; several sweeps "
+                   "form the cartesian product")
+    p.add_argument("--repeat", type=int, default=1, help="run every sweep point N times (default 1)")
+    p.add_argument("--repeat-seed-stride", type=int, default=0, metavar="S",
+                   help="add r*S to every seed / noise_seed input in repeat r (identical prompts are cached by "
+                   "ComfyUI, so plain repeats of a seeded graph give the same images)")
+    p.add_argument("--out", default="antithetic_queue_out", help="output folder (default ./antithetic_queue_out)")
+    p.add_argument("--manifest", default=None, help="manifest path (default OUT/manifest.jsonl)")
+    p.add_argument("--max-in-flight", type=int, default=2, help="prompts queued per server at a time (default 2)")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds a prompt may show no progress before it counts as failed (default 600)")
+    p.add_argument("--keep-going", action="store_true", help="keep queueing after a failed job")
+    p.add_argument("--download-temp", action="store_true", help="also download temp outputs (previews)")
+    p.add_argument("--object-info", default=None, metavar="FILE",
+                   help="convert a UI workflow with this saved /object_info JSON instead of the server's")
+    p.add_argument("--save-api", default=None, metavar="FILE", help="write the API-format base graph here")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and exit without queueing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _err(text: str) -> None:
+    print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+def load_workflow(path: str) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"workflow file not found: {path}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path} is not valid JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and is_api_prompt(data["prompt"]):
+        data = data["prompt"]
+    return data
+
+
+def _first_live(urls: list[str]) -> Server:
+    errors = []
+    for u in urls:
+        srv = Server(u)
+        try:
+            srv.probe()
+            return srv
+        except ClientError as exc:
+            errors.append(str(exc))
+    raise ServerUnreachable("; ".join(errors) + ". Is ComfyUI running there (python main.py --listen ... --port ...)?")
+
+
+def prepare(args: argparse.Namespace, servers: list[str]):
+    data = load_workflow(args.workflow)
+    sets = [parse_set(s) for s in args.sets]
+    sweeps = [parse_sweep(s) for s in args.sweeps]
+    object_info = None
+    if is_ui_workflow(data):
+        if args.object_info:
+            object_info = json.loads(Path(args.object_info).read_text(encoding="utf-8"))
+        else:
+            object_info = _first_live(servers).request("GET", "/object_info", timeout=120)
+        prompt = convert_ui_to_api(data, object_info)
+    elif is_api_prompt(data):
+        prompt = data
+        targets = [t for t, _ in sets] + [s.target for s in sweeps]
+        classes = set()
+        for t in targets:
+            nid = resolve_node(prompt, t.node)
+            if t.input not in prompt[nid].get("inputs", {}):
+                classes.add(prompt[nid]["class_type"])
+        if classes and not args.dry_run:
+            srv = _first_live(servers)
+            object_info = {}
+            for cls in sorted(classes):
+                object_info.update(srv.request("GET", f"/object_info/{cls}") or {})
+    else:
+        raise SpecError(f"{args.workflow} is neither an API-format prompt nor a UI-format workflow")
+    if args.save_api:
+        Path(args.save_api).write_text(json.dumps(prompt, indent=2), encoding="utf-8")
+    jobs = build_jobs(prompt, sets, sweeps, args.repeat, args.repeat_seed_stride, object_info)
+    return prompt, jobs
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    servers = [normalize_url(s) for s in (args.server or [DEFAULT_SERVER])]
+    # `kill` (SIGTERM) cancels as cleanly as Ctrl-C
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread (called from a test or another program)
+        previous = None
+    try:
+        return _main(args, servers)
+    except KeyboardInterrupt:
+        _err("interrupted before anything was queued")
+        return EXIT_CANCELLED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace, servers: list[str]) -> int:
+    try:
+        _, jobs = prepare(args, servers)
+    except ServerUnreachable as exc:
+        _err(str(exc))
+        return EXIT_UNREACHABLE
+    except (SpecError, ConversionError, ClientError, OSError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    if args.dry_run:
+        for job in jobs:
+            print(json.dumps({"index": job.index, "job": job.key, "repeat": job.repeat, "params": job.params}))
+        print(f"{len(jobs)} job(s)", file=sys.stderr)
+        return EXIT_OK
+    runner = BatchRunner(
+        servers,
+        args.out,
+        manifest=args.manifest,
+        max_in_flight=args.max_in_flight,
+        timeout=args.timeout,
+        keep_going=args.keep_going,
+        progress=not args.no_progress,
+        download_types=("output", "temp") if args.download_temp else ("output",),
+        run_info={"argv": args.argv, "workflow": args.workflow},
+    )
+    res = runner.run(jobs)
+    summary = (f"{res.done} done, {res.failed} failed, {res.skipped} already done, {res.cancelled} cancelled, "
+               f"{res.requeued} requeued after a server died; {res.wall_s:.1f} s; "
+               f"manifest {runner.manifest.path}; outputs in {runner.out_dir}")
+    print(summary, file=sys.stderr, flush=True)
+    if res.exit_code == EXIT_OK and res.failed:
+        return EXIT_FAILED
+    return res.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
