@@ -37,3 +37,65 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover - torch is a hard requirement of the tests
     pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Real-ComfyUI end-to-end fixtures (owner: e2e infrastructure). Library code is tests/comfy_host.py, also
+# importable as ``antithetic_sampling.tests.comfy_host`` (see its docstring and ``txt2img_graph``).
+# Fixtures: ``comfy_server`` (session: one running ComfyUI for the whole run; skips with the reason when
+# ComfyUI or a dependency is missing) and ``comfy_graph`` (the txt2img_graph builder).
+
+import time as _time  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _load_comfy_host():
+    name = "antithetic_sampling.tests.comfy_host"
+    mod = sys.modules.get(name)
+    if mod is None:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "comfy_host.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+comfy_host = _load_comfy_host()
+
+
+def pytest_collection_modifyitems(config, items):
+    # Anything that uses the real server is an e2e test, marked or not (so `-m "not e2e"` skips it).
+    for item in items:
+        if "comfy_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """A running ComfyUI (``comfy_host.ComfyServer``) shared by the whole session; skips when unavailable."""
+    t0 = _time.perf_counter()
+    try:
+        cenv = comfy_host.discover()
+    except comfy_host.ComfyUnavailable as e:
+        pytest.skip(f"e2e: {e}")
+    ckpt, ckpt_s = comfy_host.ensure_checkpoint(cenv)
+    server = comfy_host.ComfyServer(cenv, tmp_path_factory.mktemp("comfy_base"), ckpt)
+    server.checkpoint_seconds = ckpt_s
+    server.start()
+    server.setup_seconds = _time.perf_counter() - t0
+    print(
+        f"\n[comfy_server] ComfyUI {cenv.version} at {server.url}: probe {cenv.probe_seconds:.1f}s, checkpoint "
+        f"{f'generated in {ckpt_s:.1f}s' if ckpt_s else 'cached'}, server ready in {server.start_seconds:.1f}s, "
+        f"total {server.setup_seconds:.1f}s; torchvision stub: {cenv.needs_torchvision_stub}; log {server.log_path}"
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def comfy_graph():
+    """The ``comfy_host.txt2img_graph`` builder (API-format SamplerCustomAdvanced graph for the tiny model)."""
+    return comfy_host.txt2img_graph

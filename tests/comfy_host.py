@@ -1,0 +1,819 @@
+"""A real ComfyUI for end-to-end tests: locate it, give it a tiny checkpoint, run it, talk to it over HTTP.
+
+Used by the session fixture ``comfy_server`` in ``tests/conftest.py``; importable by tests as
+``antithetic_sampling.tests.comfy_host`` (``from antithetic_sampling.tests.comfy_host import txt2img_graph``).
+
+What it does
+------------
+* Finds ComfyUI at ``$COMFYUI_PATH`` or ``~/comfy/ComfyUI`` and its Python at ``$COMFYUI_PYTHON`` or the
+  Python running the tests. A short subprocess checks that this Python imports ComfyUI's key dependencies;
+  anything missing raises :class:`ComfyUnavailable` (the fixture turns that into ``pytest.skip`` with the
+  reason), so the suite never fails only because ComfyUI is absent.
+* If ``import torchvision`` fails in that Python, ``tests/_stubs`` (an importable stand-in that raises on use)
+  is prepended to the server's ``PYTHONPATH``: ComfyUI imports torchvision while starting, SD1.x txt2img
+  never calls it.
+* Generates (once, then cached) ``tiny_sd15.safetensors``: a random-weight SD1.5-layout checkpoint built by
+  instantiating ComfyUI's own ``UNetModel`` (model_channels 320, channel_mult [1], one res block, one
+  transformer block, context 768), ``CLIPTextModel`` (full CLIP-L, the SD1 loader needs it) and ``TAESD``
+  classes on the ``meta`` device for exact key names and shapes, filled with seeded random weights (norm scales
+  1, biases 0, others N(0, 1/fan_in)); UNet/VAE fp16, CLIP float8_e4m3fn by default (upcast on load).
+  Cache: ``$ANTITHETIC_SAMPLING_CACHE`` or ``~/.cache/antithetic-sampling``; run
+  ``python tests/comfy_host.py make-checkpoint OUT.safetensors`` with ComfyUI on ``sys.path`` to build one.
+* :class:`ComfyServer` starts ``main.py --cpu`` on a free 127.0.0.1 port with its own ``--base-directory``
+  (the pack symlinked as ``custom_nodes/antithetic-sampling``, the checkpoint linked into
+  ``models/checkpoints``), ``OMP_NUM_THREADS=1``, log in ``<base>/comfyui.log``; HTTP via stdlib ``urllib``.
+
+Only the standard library is imported at module level (PIL lazily in :meth:`ComfyServer.fetch_image`,
+torch/comfy only inside the checkpoint generator, which runs in the ComfyUI subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STUBS_DIR = ROOT / "tests" / "_stubs"
+PACK_FOLDER = "antithetic-sampling"
+CHECKPOINT_NAME = "tiny_sd15.safetensors"
+# Bump when the generated checkpoint's content changes (part of the cache file name).
+GENERATOR_VERSION = 1
+
+# What ComfyUI imports while it starts (requirements.txt minus torchvision/torchaudio and the optional extras).
+# Module name -> pip distribution, for the skip message.
+REQUIRED_MODULES: dict[str, str] = {
+    "torch": "torch",
+    "torchsde": "torchsde",
+    "numpy": "numpy",
+    "einops": "einops",
+    "transformers": "transformers",
+    "tokenizers": "tokenizers",
+    "sentencepiece": "sentencepiece",
+    "safetensors": "safetensors",
+    "aiohttp": "aiohttp",
+    "yarl": "yarl",
+    "yaml": "pyyaml",
+    "PIL": "Pillow",
+    "scipy": "scipy",
+    "tqdm": "tqdm",
+    "psutil": "psutil",
+    "av": "av",
+    "alembic": "alembic",
+    "sqlalchemy": "SQLAlchemy",
+    "comfyui_frontend_package": "comfyui-frontend-package",
+}
+
+# Log lines that mean a custom node (ours) failed to load.
+IMPORT_FAILURE_PATTERNS = ("IMPORT FAILED", "Cannot import")
+
+
+class ComfyUnavailable(RuntimeError):
+    """ComfyUI (or a dependency of it) is not there: a reason to skip, not to fail."""
+
+
+class ComfyError(RuntimeError):
+    """The server rejected a prompt (HTTP 400 with node_errors) or the prompt failed while executing."""
+
+    def __init__(self, message: str, payload: Any = None) -> None:
+        super().__init__(message)
+        self.payload = payload
+
+
+# --------------------------------------------------------------------------------------------- environment
+
+
+@dataclass
+class ComfyEnv:
+    """Where ComfyUI is and how to run it (result of :func:`discover`)."""
+
+    comfy_path: pathlib.Path
+    python: str
+    version: str
+    needs_torchvision_stub: bool
+    env: dict[str, str] = field(default_factory=dict)
+    probe_seconds: float = 0.0
+    torchvision_note: str = ""
+
+
+def comfy_path() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("COMFYUI_PATH") or pathlib.Path.home() / "comfy" / "ComfyUI").expanduser()
+
+
+def comfy_python() -> str:
+    return os.environ.get("COMFYUI_PYTHON") or sys.executable
+
+
+def comfy_version(path: pathlib.Path) -> str:
+    """Read ``comfyui_version.py`` as text (never import ComfyUI here)."""
+    try:
+        text = (path / "comfyui_version.py").read_text(encoding="utf-8")
+    except OSError:
+        return "unknown"
+    m = re.search(r"__version__\s*=\s*['\"]([^'\"]+)['\"]", text)
+    return m.group(1) if m else "unknown"
+
+
+def base_env(needs_stub: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env.setdefault("MKL_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTHONSTARTUP", None)
+    if needs_stub:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(STUBS_DIR), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+# Runs in the ComfyUI python. Required modules are only located (find_spec: importing torch, transformers,
+# av ... costs seconds and the server imports them anyway); torchvision is imported for real when present,
+# because a torchvision built for another torch is installed but fails on import.
+_PROBE = r"""
+import importlib, importlib.util, json, sys
+mods = sys.argv[1].split(",")
+out = {"torchvision": False, "torchvision_error": "not installed", "missing": {}}
+if importlib.util.find_spec("torchvision") is not None:
+    try:
+        import torchvision  # noqa: F401
+        out["torchvision"], out["torchvision_error"] = True, ""
+    except Exception as e:
+        out["torchvision_error"] = f"{type(e).__name__}: {e}"
+for m in mods:
+    try:
+        if importlib.util.find_spec(m) is None:
+            out["missing"][m] = "not installed"
+    except Exception as e:
+        out["missing"][m] = f"{type(e).__name__}: {e}"
+print("@@PROBE@@" + json.dumps(out))
+"""
+
+
+def discover(timeout: float = 300.0) -> ComfyEnv:
+    """Locate ComfyUI and check its Python; raise :class:`ComfyUnavailable` with a precise reason otherwise."""
+    path = comfy_path()
+    where = "COMFYUI_PATH" if os.environ.get("COMFYUI_PATH") else "default ~/comfy/ComfyUI"
+    if not (path / "main.py").is_file() or not (path / "comfy").is_dir():
+        raise ComfyUnavailable(
+            f"no ComfyUI checkout at {path} ({where}): need main.py and comfy/ there; "
+            "set COMFYUI_PATH to a ComfyUI checkout to run the e2e tests"
+        )
+    python = comfy_python()
+    if shutil.which(python) is None and not pathlib.Path(python).is_file():
+        raise ComfyUnavailable(f"ComfyUI python {python!r} (COMFYUI_PYTHON) not found")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [python, "-c", _PROBE, ",".join(REQUIRED_MODULES)],
+            cwd=str(path),
+            env=base_env(False),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ComfyUnavailable(f"could not run the ComfyUI python {python!r}: {e}") from e
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("@@PROBE@@")), None)
+    if line is None:
+        raise ComfyUnavailable(
+            f"dependency probe failed in {python!r} (rc={proc.returncode}): {proc.stderr.strip()[-800:]}"
+        )
+    probe = json.loads(line[len("@@PROBE@@") :])
+    if probe["missing"]:
+        details = "; ".join(f"{m} (pip: {REQUIRED_MODULES[m]}): {err}" for m, err in probe["missing"].items())
+        raise ComfyUnavailable(
+            f"ComfyUI at {path} found, but its python {python} cannot import: {details}. "
+            f"Install ComfyUI's requirements.txt into that python or set COMFYUI_PYTHON"
+        )
+    needs_stub = not probe["torchvision"]
+    return ComfyEnv(
+        torchvision_note=probe["torchvision_error"],
+        comfy_path=path,
+        python=python,
+        version=comfy_version(path),
+        needs_torchvision_stub=needs_stub,
+        env=base_env(needs_stub),
+        probe_seconds=time.perf_counter() - t0,
+    )
+
+
+# ------------------------------------------------------------------------------------------ tiny checkpoint
+
+
+def cache_dir() -> pathlib.Path:
+    d = os.environ.get("ANTITHETIC_SAMPLING_CACHE")
+    if d:
+        return pathlib.Path(d).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (pathlib.Path(xdg) if xdg else pathlib.Path.home() / ".cache") / "antithetic-sampling"
+
+
+def checkpoint_cache_path(version: str, clip_dtype: str = "fp8") -> pathlib.Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", version)
+    return cache_dir() / f"tiny_sd15-comfy{safe}-g{GENERATOR_VERSION}-clip{clip_dtype}.safetensors"
+
+
+def ensure_checkpoint(cenv: ComfyEnv, clip_dtype: str = "fp8", timeout: float = 900.0) -> tuple[pathlib.Path, float]:
+    """Return (cached checkpoint path, seconds spent generating it; 0.0 when it was cached)."""
+    out = checkpoint_cache_path(cenv.version, clip_dtype)
+    if out.is_file() and out.stat().st_size > 0:
+        return out, 0.0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Unique temp name then atomic rename: several test sessions may generate at once.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    t0 = time.perf_counter()
+    cmd = [cenv.python, str(pathlib.Path(__file__).resolve()), "make-checkpoint", str(tmp), "--clip-dtype", clip_dtype]
+    env = dict(cenv.env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(cenv.comfy_path), env.get("PYTHONPATH", "")) if p)
+    try:
+        proc = subprocess.run(cmd, cwd=str(cenv.comfy_path), env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not tmp.is_file():
+            raise RuntimeError(
+                f"tiny checkpoint generation failed (rc={proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+            )
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return out, time.perf_counter() - t0
+
+
+# The UNet that ComfyUI detects as SD15 (model_detection.py: model_channels 320, context 768, no linear
+# proj_in, no adm): depth is free, so one level, one res block, one transformer block (25.8 M params).
+TINY_UNET_CONFIG: dict[str, Any] = {
+    "image_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "model_channels": 320,
+    "num_res_blocks": [1],
+    "channel_mult": [1],
+    "transformer_depth": [1],
+    "transformer_depth_output": [1, 1],
+    "transformer_depth_middle": 1,
+    "context_dim": 768,
+    "num_heads": 8,
+    "num_head_channels": -1,
+    "use_spatial_transformer": True,
+    "use_linear_in_transformer": False,
+    "legacy": False,
+    "adm_in_channels": None,
+    "use_checkpoint": False,
+    "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+}
+
+
+def make_tiny_checkpoint(out: str | os.PathLike, seed: int = 0, clip_dtype: str = "fp8") -> dict[str, Any]:
+    """Build the random-weight SD1.5-layout checkpoint. Needs ComfyUI importable (``comfy`` on sys.path).
+
+    Runs in the ComfyUI python (see :func:`ensure_checkpoint`). Returns a small report dict.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True  # before comfy.model_management is imported: no CUDA probing
+    import comfy.clip_model
+    import comfy.model_detection
+    import comfy.ops
+    import comfy.sd1_clip
+    import comfy.supported_models
+    import comfy.taesd.taesd
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from safetensors.torch import save_file
+
+    ops = comfy.ops.disable_weight_init
+    with torch.device("meta"):
+        unet = UNetModel(dtype=torch.float32, device="meta", operations=ops, **TINY_UNET_CONFIG)
+        clip_json = pathlib.Path(comfy.sd1_clip.__file__).with_name("sd1_clip_config.json")
+        clip_cfg = json.loads(clip_json.read_text(encoding="utf-8"))
+        clip = comfy.clip_model.CLIPTextModel(clip_cfg, torch.float32, "meta", ops)
+        taesd = comfy.taesd.taesd.TAESD()
+
+    gen = torch.Generator().manual_seed(seed)
+    norm_types = (torch.nn.GroupNorm, torch.nn.LayerNorm)
+
+    def fill(module: torch.nn.Module, prefix: str, dtype: torch.dtype, sd: dict[str, torch.Tensor]) -> None:
+        owners = {}
+        for mname, mod in module.named_modules():
+            for pname, _ in mod.named_parameters(recurse=False):
+                owners[f"{mname}.{pname}" if mname else pname] = mod
+        for name, p in sorted(module.state_dict().items()):
+            shape = tuple(p.shape)
+            leaf = name.rsplit(".", 1)[-1]
+            mod = owners.get(name)
+            if name.endswith("vae_scale"):
+                t = torch.ones(shape)
+            elif leaf == "bias" or name.endswith("vae_shift"):
+                t = torch.zeros(shape)
+            elif isinstance(mod, norm_types) and leaf == "weight":
+                t = torch.ones(shape)
+            else:
+                fan_in = 1
+                for s in shape[1:]:
+                    fan_in *= s
+                t = torch.randn(shape, generator=gen) / max(fan_in, 1) ** 0.5
+            sd[prefix + name] = t.to(dtype).contiguous()
+
+    sd: dict[str, torch.Tensor] = {}
+    fill(unet, "model.diffusion_model.", torch.float16, sd)
+    te_dtype = torch.float8_e4m3fn if clip_dtype == "fp8" else torch.float16
+    clip_sd: dict[str, torch.Tensor] = {}
+    fill(clip, "cond_stage_model.transformer.", torch.float32, clip_sd)
+    for k, v in clip_sd.items():
+        # The SD1 loader keeps only text_model.*; text_projection is not in SD1.5 checkpoints either.
+        if k.startswith("cond_stage_model.transformer.text_model."):
+            # Matrices (and embedding tables) in te_dtype; 1-D norm scales and biases stay fp16.
+            sd[k] = v.to(te_dtype if v.ndim >= 2 else torch.float16).contiguous()
+    fill(taesd, "first_stage_model.", torch.float16, sd)
+
+    # Self-check with ComfyUI's own detection: this must come out as SD15.
+    cfg = comfy.model_detection.model_config_from_unet(sd, "model.diffusion_model.")
+    if not isinstance(cfg, comfy.supported_models.SD15):
+        raise RuntimeError(f"generated UNet detected as {type(cfg).__name__ if cfg else None}, not SD15")
+    save_file(sd, str(out), metadata={"generator": "antithetic-sampling tests/comfy_host.py", "seed": str(seed)})
+    n_params = {
+        "unet": sum(v.numel() for k, v in sd.items() if k.startswith("model.")),
+        "clip": sum(v.numel() for k, v in sd.items() if k.startswith("cond_stage_model.")),
+        "vae": sum(v.numel() for k, v in sd.items() if k.startswith("first_stage_model.")),
+    }
+    return {"path": str(out), "bytes": os.path.getsize(out), "params": n_params, "detected": type(cfg).__name__}
+
+
+# ----------------------------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ComfyServer:
+    """A running ComfyUI (``--cpu``) on 127.0.0.1 with its own base directory, spoken to over HTTP.
+
+    Attributes: ``url`` (``http://127.0.0.1:PORT``), ``base_dir`` (pathlib), ``log_path``, ``env`` (the
+    :class:`ComfyEnv`), ``client_id``, ``start_seconds`` (spawn to ready), ``checkpoint_seconds`` (0 if
+    cached), ``checkpoint_path``.
+    """
+
+    def __init__(
+        self,
+        cenv: ComfyEnv,
+        base_dir: str | os.PathLike,
+        checkpoint: str | os.PathLike,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.env = cenv
+        self.base_dir = pathlib.Path(base_dir)
+        self.checkpoint_path = pathlib.Path(checkpoint)
+        self.extra_args = list(extra_args or [])
+        self.port = 0
+        self.url = ""
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.base_dir / "comfyui.log"
+        self.client_id = uuid.uuid4().hex
+        self.start_seconds = 0.0
+        self.checkpoint_seconds = 0.0
+        self.setup_seconds = 0.0
+        self._log_file = None
+
+    # -- lifecycle
+    def _prepare_base(self) -> None:
+        for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user"):
+            (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+        link = self.base_dir / "custom_nodes" / PACK_FOLDER
+        if not link.exists():
+            link.symlink_to(ROOT, target_is_directory=True)
+        ckpt = self.base_dir / "models" / "checkpoints" / CHECKPOINT_NAME
+        if not ckpt.exists():
+            try:
+                ckpt.symlink_to(self.checkpoint_path)
+            except OSError:
+                shutil.copyfile(self.checkpoint_path, ckpt)
+
+    def start(self, timeout: float | None = None) -> ComfyServer:
+        timeout = float(timeout or os.environ.get("COMFYUI_START_TIMEOUT", 300))
+        self._prepare_base()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [
+            self.env.python,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-auto-launch",
+            "--base-directory",
+            str(self.base_dir),
+            # The default sqlite file lives inside the ComfyUI checkout; keep that tree untouched.
+            "--database-url",
+            "sqlite:///:memory:",
+            # Paid API nodes need the network; not loading them saves start time.
+            "--disable-api-nodes",
+            *self.extra_args,
+        ]
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_file.write(f"$ {' '.join(cmd)}\n".encode())
+        self._log_file.flush()
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=str(self.env.comfy_path),
+            env=self.env.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = t0 + timeout
+        while True:
+            if self.proc.poll() is not None:
+                tail = self.log_text()[-4000:]
+                self.stop()
+                raise RuntimeError(f"ComfyUI exited with code {self.proc.returncode} while starting. Log tail:\n{tail}")
+            try:
+                self._request("GET", "/system_stats", timeout=5)
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.perf_counter() > deadline:
+                tail = self.log_text()[-4000:]
+                self.stop()
+                raise RuntimeError(f"ComfyUI not ready after {timeout:.0f} s. Log tail:\n{tail}")
+            time.sleep(0.2)
+        self.start_seconds = time.perf_counter() - t0
+        return self
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, 15)  # SIGTERM to the server's own session (it was started with one)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, 9)
+                proc.wait(timeout=15)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> ComfyServer:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- HTTP
+    def _request(self, method: str, path: str, body: Any = None, timeout: float = 60) -> bytes:
+        data = None
+        headers = {}
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - 127.0.0.1 only
+            return resp.read()
+
+    def get_json(self, path: str, timeout: float = 60) -> Any:
+        return json.loads(self._request("GET", path, timeout=timeout))
+
+    def post_json(self, path: str, body: Any, timeout: float = 60) -> Any:
+        raw = self._request("POST", path, body, timeout=timeout)
+        return json.loads(raw) if raw.strip() else None
+
+    def object_info(self, cls: str | None = None) -> dict:
+        """``/object_info`` (all classes) or the entry of one class (``KeyError`` if the server lacks it)."""
+        if cls is None:
+            return self.get_json("/object_info")
+        info = self.get_json(f"/object_info/{urllib.parse.quote(cls)}")
+        if cls not in info:
+            raise KeyError(f"{cls} not in /object_info")
+        return info[cls]
+
+    def queue(self, prompt_graph: dict, client_id: str | None = None, extra_data: dict | None = None) -> str:
+        """POST /prompt; return the prompt_id. HTTP 400 raises :class:`ComfyError` with the node_errors text."""
+        body: dict[str, Any] = {"prompt": prompt_graph, "client_id": client_id or self.client_id}
+        if extra_data:
+            body["extra_data"] = extra_data
+        try:
+            answer = self.post_json("/prompt", body)
+        except urllib.error.HTTPError as e:
+            raw = e.read().decode(errors="replace")
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = raw
+            raise ComfyError(f"POST /prompt rejected (HTTP {e.code}): {format_prompt_error(payload)}", payload) from e
+        if answer.get("node_errors"):
+            raise ComfyError(f"POST /prompt node_errors: {format_prompt_error(answer)}", answer)
+        return answer["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 600, poll: float = 0.1) -> dict:
+        """Poll /history/{id} until the prompt finished; return its history entry.
+
+        Raises :class:`ComfyError` (message = the execution error: node, type, exception message) when the
+        status is ``error``, ``TimeoutError`` after ``timeout`` seconds (generous; no test should rely on it).
+        """
+        deadline = time.perf_counter() + timeout
+        while True:
+            hist = self.get_json(f"/history/{urllib.parse.quote(prompt_id)}")
+            entry = hist.get(prompt_id)
+            if entry is not None:
+                status = entry.get("status") or {}
+                if status.get("status_str") == "error":
+                    raise ComfyError(f"prompt {prompt_id} failed: {format_execution_error(entry)}", entry)
+                if status.get("completed", status.get("status_str") == "success"):
+                    return entry
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI died while running {prompt_id}. Log tail:\n{self.log_text()[-4000:]}")
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"prompt {prompt_id} not finished after {timeout} s")
+            time.sleep(poll)
+            poll = min(poll * 1.5, 1.0)
+
+    def run(self, prompt_graph: dict, timeout: float = 600) -> dict:
+        """``queue`` + ``wait``: return the history entry."""
+        return self.wait(self.queue(prompt_graph), timeout=timeout)
+
+    @staticmethod
+    def outputs(history: dict) -> dict:
+        """``{node_id: {"images": [...], "text": [...], ...}}`` of a history entry."""
+        return history.get("outputs", {})
+
+    def images(self, history: dict, node_id: str | None = None) -> list:
+        """All images (PIL) of a history entry, or of one output node, in order."""
+        infos = []
+        for nid, out in self.outputs(history).items():
+            if node_id is None or nid == node_id:
+                infos.extend(out.get("images", []))
+        return [self.fetch_image(i) for i in infos]
+
+    def fetch_image(self, info: dict):
+        """GET /view for one ``{"filename", "subfolder", "type"}`` entry; return a loaded ``PIL.Image``."""
+        from PIL import Image
+
+        q = urllib.parse.urlencode(
+            {"filename": info["filename"], "subfolder": info.get("subfolder", ""), "type": info.get("type", "output")}
+        )
+        img = Image.open(io.BytesIO(self._request("GET", f"/view?{q}")))
+        img.load()
+        return img
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def pack_import_problems(self) -> list[str]:
+        """Log lines that say our pack failed to import (empty when it loaded cleanly)."""
+        lines = self.log_text().splitlines()
+        bad = []
+        for i, ln in enumerate(lines):
+            if any(p in ln for p in IMPORT_FAILURE_PATTERNS) and PACK_FOLDER in ln:
+                bad.append(ln)
+            elif "Traceback (most recent call last)" in ln:
+                block = "\n".join(lines[i : i + 60])
+                end = next((j for j in range(i + 1, min(i + 60, len(lines))) if not lines[j].startswith(" ")), i)
+                if f"custom_nodes/{PACK_FOLDER}" in block or f"{os.sep}{PACK_FOLDER}{os.sep}" in block:
+                    bad.append("\n".join(lines[i : end + 1]))
+        return bad
+
+
+def format_prompt_error(payload: Any) -> str:
+    """Readable text of a /prompt rejection: the error message plus every node error."""
+    if not isinstance(payload, dict):
+        return str(payload)[:2000]
+    parts = []
+    err = payload.get("error")
+    if isinstance(err, dict):
+        parts.append(f"{err.get('type')}: {err.get('message')} {err.get('details') or ''}".strip())
+    for nid, ne in (payload.get("node_errors") or {}).items():
+        for e in ne.get("errors", []):
+            parts.append(f"node {nid} ({ne.get('class_type')}): {e.get('type')}: {e.get('message')} {e.get('details')}")
+    return " | ".join(parts) or json.dumps(payload)[:2000]
+
+
+def format_execution_error(entry: dict) -> str:
+    """Readable text of a failed prompt's ``execution_error`` / ``execution_interrupted`` messages."""
+    parts = []
+    for msg in (entry.get("status") or {}).get("messages", []):
+        if not isinstance(msg, (list, tuple)) or len(msg) != 2:
+            continue
+        kind, data = msg
+        if kind == "execution_error":
+            parts.append(
+                f"node {data.get('node_id')} ({data.get('node_type')}): "
+                f"{data.get('exception_type')}: {data.get('exception_message')}"
+            )
+        elif kind == "execution_interrupted":
+            parts.append(f"interrupted at node {data.get('node_id')} ({data.get('node_type')})")
+    return " | ".join(parts) or json.dumps(entry.get("status"))[:2000]
+
+
+def execution_error(entry_or_exc: Any) -> dict:
+    """The ``execution_error`` data dict of a failed history entry (or of a :class:`ComfyError`), or {}."""
+    entry = entry_or_exc.payload if isinstance(entry_or_exc, ComfyError) else entry_or_exc
+    for msg in ((entry or {}).get("status") or {}).get("messages", []):
+        if isinstance(msg, (list, tuple)) and len(msg) == 2 and msg[0] == "execution_error":
+            return msg[1]
+    return {}
+
+
+# -------------------------------------------------------------------------------------------- graph helper
+
+# Node ids used by txt2img_graph (API-format ids may be any string).
+CHECKPOINT, POSITIVE, NEGATIVE, LATENT = "checkpoint", "positive", "negative", "latent"
+NOISE, SAMPLER, SIGMAS, GUIDER = "noise", "sampler", "sigmas", "guider"
+SAMPLE, DECODE, SAVE = "sample", "decode", "save"
+
+
+def txt2img_graph(
+    noise: dict | None = None,
+    sampler: dict | str | None = None,
+    guider: dict | None = None,
+    *,
+    seed: int = 0,
+    batch_size: int = 4,
+    width: int = 64,
+    height: int = 64,
+    steps: int = 4,
+    cfg: float = 4.0,
+    scheduler: str = "normal",
+    denoise: float = 1.0,
+    positive: str = "a photo of a cat",
+    negative: str = "blurry",
+    model_sampling: str | dict | None = None,
+    model_patches: list[dict] | None = None,
+    sigmas: dict | None = None,
+    latent: dict | None = None,
+    extra_nodes: dict[str, dict] | None = None,
+    save: bool = True,
+    filename_prefix: str = "e2e",
+    checkpoint: str = CHECKPOINT_NAME,
+) -> dict:
+    """A minimal API-format txt2img graph for the tiny checkpoint, built around ``SamplerCustomAdvanced``.
+
+    Default graph (node ids are the module constants, e.g. ``graph["noise"]["inputs"]["noise_seed"]``)::
+
+        checkpoint  CheckpointLoaderSimple(tiny_sd15.safetensors)  -> MODEL 0, CLIP 1, VAE 2
+        [model0..]  model_sampling node, then model_patches in order (each takes the previous MODEL)
+        positive / negative  CLIPTextEncode
+        latent      EmptyLatentImage(width, height, batch_size)
+        noise       RandomNoise(noise_seed=seed)            <- ``noise=`` replaces it
+        sampler     KSamplerSelect("euler")                 <- ``sampler=`` a name or a node spec
+        sigmas      BasicScheduler(scheduler, steps, denoise) <- ``sigmas=``
+        guider      CFGGuider(cfg)                          <- ``guider=``
+        sample      SamplerCustomAdvanced(noise, guider, sampler, sigmas, latent)
+        decode      VAEDecode(sample.0)  ->  save  SaveImage(filename_prefix)   (``save=False`` drops both)
+
+    A *node spec* is ``{"class_type": "...", "inputs": {...}}``. Inside its inputs, these strings become links:
+    ``"@model"`` (the final, patched MODEL), ``"@clip"``, ``"@vae"``, ``"@positive"``, ``"@negative"``,
+    ``"@latent"``, ``"@noise"``, ``"@sampler"``, ``"@sigmas"``, ``"@guider"``, ``"@samples"`` (sampler output 0)
+    and ``"@image"`` (decoded IMAGE). A plain link ``["node_id", index]`` is kept as is.
+
+    * ``noise``: e.g. ``{"class_type": "AntitheticLatentNoise", "inputs": {"noise_seed": 1, "k": 2}}``.
+    * ``sampler``: ``"euler_ancestral"`` (-> KSamplerSelect) or a spec such as
+      ``{"class_type": "AntitheticSampler", "inputs": {"sampler_name": "euler_ancestral", "k": 2}}``.
+    * ``guider``: e.g. ``{"class_type": "MyGuider", "inputs": {"model": "@model", "positive": "@positive",
+      "negative": "@negative", "cfg": 3.0}}``.
+    * ``model_sampling``: ``"eps"`` | ``"v_prediction"`` | ``"v_prediction_zsnr"`` (ModelSamplingDiscrete) |
+      ``"flow"`` (ModelSamplingSD3, shift 3) | a spec with ``"model": "@model"``.
+    * ``model_patches``: specs applied after model_sampling; each ``"@model"`` means the previous MODEL.
+      They get ids ``model1``, ``model2`` ...
+    * ``extra_nodes``: ``{id: spec}`` added as is (``@`` references resolved), e.g. a metrics node on
+      ``"@image"`` or a second SaveImage.
+
+    Identical prompts are served from ComfyUI's cache: vary ``seed`` (or a node input) between runs that
+    must execute. Returns a new dict each call; edit it freely before ``comfy_server.queue(graph)``.
+    """
+    g: dict[str, dict] = {}
+    refs: dict[str, list] = {}
+    g[CHECKPOINT] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}}
+    refs.update({"@model": [CHECKPOINT, 0], "@clip": [CHECKPOINT, 1], "@vae": [CHECKPOINT, 2]})
+
+    def resolve(spec: dict) -> dict:
+        spec = copy.deepcopy(spec)
+        spec["inputs"] = {
+            k: (list(refs[v]) if isinstance(v, str) and v in refs else v) for k, v in spec.get("inputs", {}).items()
+        }
+        for k, v in spec["inputs"].items():
+            if isinstance(v, str) and v.startswith("@") and v not in refs:
+                raise KeyError(f"unknown reference {v!r} in input {k!r} of {spec.get('class_type')}")
+        return spec
+
+    if isinstance(model_sampling, str):
+        presets = {
+            "eps": ("ModelSamplingDiscrete", {"sampling": "eps", "zsnr": False}),
+            "v_prediction": ("ModelSamplingDiscrete", {"sampling": "v_prediction", "zsnr": False}),
+            "v_prediction_zsnr": ("ModelSamplingDiscrete", {"sampling": "v_prediction", "zsnr": True}),
+            "flow": ("ModelSamplingSD3", {"shift": 3.0}),
+        }
+        if model_sampling not in presets:
+            raise ValueError(f"model_sampling must be one of {sorted(presets)} or a node spec, not {model_sampling!r}")
+        cls, inputs = presets[model_sampling]
+        model_sampling = {"class_type": cls, "inputs": {"model": "@model", **inputs}}
+    for i, spec in enumerate(([model_sampling] if model_sampling else []) + list(model_patches or [])):
+        nid = f"model{i}"
+        g[nid] = resolve(spec)
+        refs["@model"] = [nid, 0]
+
+    g[POSITIVE] = {"class_type": "CLIPTextEncode", "inputs": {"text": positive, "clip": list(refs["@clip"])}}
+    g[NEGATIVE] = {"class_type": "CLIPTextEncode", "inputs": {"text": negative, "clip": list(refs["@clip"])}}
+    refs.update({"@positive": [POSITIVE, 0], "@negative": [NEGATIVE, 0]})
+    g[LATENT] = resolve(
+        latent
+        or {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": height, "batch_size": batch_size}}
+    )
+    refs["@latent"] = [LATENT, 0]
+    g[NOISE] = resolve(noise or {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}})
+    if sampler is None or isinstance(sampler, str):
+        sampler = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler or "euler"}}
+    g[SAMPLER] = resolve(sampler)
+    g[SIGMAS] = resolve(
+        sigmas
+        or {
+            "class_type": "BasicScheduler",
+            "inputs": {"model": "@model", "scheduler": scheduler, "steps": steps, "denoise": denoise},
+        }
+    )
+    refs.update({"@noise": [NOISE, 0], "@sampler": [SAMPLER, 0], "@sigmas": [SIGMAS, 0]})
+    g[GUIDER] = resolve(
+        guider
+        or {
+            "class_type": "CFGGuider",
+            "inputs": {"model": "@model", "positive": "@positive", "negative": "@negative", "cfg": cfg},
+        }
+    )
+    refs["@guider"] = [GUIDER, 0]
+    g[SAMPLE] = {
+        "class_type": "SamplerCustomAdvanced",
+        "inputs": {
+            "noise": [NOISE, 0],
+            "guider": [GUIDER, 0],
+            "sampler": [SAMPLER, 0],
+            "sigmas": [SIGMAS, 0],
+            "latent_image": [LATENT, 0],
+        },
+    }
+    refs["@samples"] = [SAMPLE, 0]
+    if save:
+        g[DECODE] = {"class_type": "VAEDecode", "inputs": {"samples": [SAMPLE, 0], "vae": list(refs["@vae"])}}
+        g[SAVE] = {"class_type": "SaveImage", "inputs": {"images": [DECODE, 0], "filename_prefix": filename_prefix}}
+        refs["@image"] = [DECODE, 0]
+    for nid, spec in (extra_nodes or {}).items():
+        g[nid] = resolve(spec)
+    return g
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    mk = sub.add_parser("make-checkpoint", help="write the tiny SD1.5 checkpoint (run with ComfyUI on sys.path)")
+    mk.add_argument("out")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--clip-dtype", choices=["fp8", "fp16"], default="fp8")
+    sub.add_parser("probe", help="print what discover() finds")
+    args = ap.parse_args(argv)
+    if args.cmd == "make-checkpoint":
+        t0 = time.perf_counter()
+        report = make_tiny_checkpoint(args.out, seed=args.seed, clip_dtype=args.clip_dtype)
+        report["seconds"] = round(time.perf_counter() - t0, 2)
+        print(json.dumps(report))
+        return 0
+    try:
+        cenv = discover()
+    except ComfyUnavailable as e:
+        print(f"unavailable: {e}")
+        return 1
+    print(json.dumps({k: str(v) for k, v in cenv.__dict__.items() if k != "env"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
