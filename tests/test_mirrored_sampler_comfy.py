@@ -1,0 +1,122 @@
+"""AntitheticSampler against ComfyUI's real k-diffusion samplers (in a ComfyUI python subprocess).
+
+With an odd denoiser (D(x) = 0) the sampler's update is odd in (x, step noise), so the two members of a pair stay
+exact mirrors at every step *only* if the step noise is mirrored too. Core samplers (the control) break the
+mirror at the first injected noise; deterministic samplers come back unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = r"""
+import importlib.util, json, pathlib, sys
+sys.path.insert(0, ".")
+root = pathlib.Path(sys.argv[1])
+sys.argv = ["main.py", "--cpu"]  # ComfyUI reads its CLI flags at import time
+import comfy.options
+comfy.options.enable_args_parsing()
+spec = importlib.util.spec_from_file_location("antithetic_sampling", root / "__init__.py",
+                                              submodule_search_locations=[str(root)])
+m = importlib.util.module_from_spec(spec); sys.modules["antithetic_sampling"] = m; spec.loader.exec_module(m)
+import torch
+torch.set_num_threads(1)
+import comfy.model_sampling, comfy.samplers
+from antithetic_sampling.nodes.sampler_nodes import mirrored_sampler
+
+class MS(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS):
+    pass
+
+ms = MS(None)
+
+class Obj:
+    pass
+
+class OddModel:
+    # The attribute chain k-diffusion samplers read, and an odd denoiser D(x) = 0.
+    def __init__(self, states):
+        self.inner_model = Obj(); self.inner_model.inner_model = Obj()
+        self.inner_model.inner_model.model_sampling = ms
+        self.inner_model.model_patcher = Obj(); self.inner_model.model_patcher.get_model_object = lambda name: ms
+        self.states = states
+    def __call__(self, x, sigma, **kw):
+        self.states.append(x.clone())
+        return torch.zeros_like(x)
+
+def run(sampler):
+    states = []
+    x = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    x[1] = -x[0]; x[3] = -x[2]
+    sig = torch.tensor([10.0, 6.0, 3.0, 1.5, 0.5, 0.0])
+    out = sampler.sampler_function(OddModel(states), x * 10, sig, extra_args={"seed": 3}, callback=None,
+                                   disable=True, **sampler.extra_options)
+    states.append(out)
+    mirrored = all(bool(torch.allclose(s[0], -s[1], atol=1e-4) and torch.allclose(s[2], -s[3], atol=1e-4))
+                   for s in states)
+    return {"mirrored": mirrored, "evals": len(states) - 1}
+
+res = {}
+for name in ["euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddpm"]:
+    res[name] = {"ours": run(mirrored_sampler(name)), "core": run(comfy.samplers.sampler_object(name))}
+for name in ["euler", "dpmpp_2m", "ddim", "uni_pc"]:
+    ours = mirrored_sampler(name)
+    core = comfy.samplers.sampler_object(name)
+    res[name] = {"unchanged": ours.sampler_function is core.sampler_function
+                 and ours.extra_options == core.extra_options and ours.inpaint_options == core.inpaint_options}
+try:
+    mirrored_sampler("no_such_sampler")
+    res["bad_name"] = "no error"
+except ValueError as e:
+    res["bad_name"] = str(e)
+print("@@RESULT@@" + json.dumps(res))
+"""
+
+
+@pytest.fixture(scope="module")
+def sampler_results():
+    from antithetic_sampling.tests import comfy_host  # registered by conftest
+
+    try:
+        cenv = comfy_host.discover()
+    except comfy_host.ComfyUnavailable as e:
+        pytest.skip(f"needs ComfyUI: {e}")
+    proc = subprocess.run(
+        [cenv.python, "-c", SCRIPT, str(ROOT)],
+        cwd=str(cenv.comfy_path), env=cenv.env, capture_output=True, text=True, timeout=600,
+    )
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("@@RESULT@@")), None)
+    assert line, f"subprocess failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}"
+    return json.loads(line[len("@@RESULT@@"):])
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STOCHASTIC = ["euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddpm"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_step_noise_is_mirrored_within_pairs(sampler_results, name):
+    r = sampler_results[name]
+    assert r["ours"]["evals"] >= 3
+    assert r["ours"]["mirrored"], f"{name}: states stopped being mirror images with AntitheticSampler"
+    assert not r["core"]["mirrored"], f"{name}: control (core sampler) unexpectedly stayed mirrored"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m", "ddim", "uni_pc"])
+def test_deterministic_samplers_are_unaffected(sampler_results, name):
+    assert sampler_results[name]["unchanged"]
+
+
+@pytest.mark.e2e
+def test_unknown_sampler_name_is_a_clear_error(sampler_results):
+    assert "is not a ComfyUI sampler" in sampler_results["bad_name"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))

@@ -1,0 +1,173 @@
+"""Scrambled-Sobol' RQMC noise: stratification, exact marginals, variance reduction, spectral mode, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from antithetic_sampling.nodes.methods.keyed_rng import keyed_generator
+from antithetic_sampling.nodes.methods.sobol_rqmc import (
+    MAX_SOBOL_DIM,
+    dct_matrix,
+    inverse_dct,
+    resolve_mode,
+    scrambled_sobol_normals,
+    scrambled_sobol_uniforms,
+    sobol_rqmc_noise,
+)
+
+
+@pytest.mark.parametrize("m", [1, 3, 5])
+def test_each_coordinate_has_one_point_per_interval(m):
+    n = 1 << m
+    u = scrambled_sobol_uniforms(300, m, keyed_generator(5, m))
+    cells = torch.floor(u * n).long()
+    expected = torch.arange(n)
+    for j in range(u.shape[1]):
+        assert torch.equal(torch.sort(cells[:, j]).values, expected)
+
+
+def test_stratification_survives_the_normal_map():
+    n = 16
+    z = sobol_rqmc_noise((n, 4, 8, 8), seed=3, points_per_replicate=n).reshape(n, -1).double()
+    u = torch.special.ndtr(z)
+    cells = torch.floor(u * n).long()
+    ok = sum(torch.equal(torch.sort(cells[:, j]).values, torch.arange(n)) for j in range(z.shape[1]))
+    # float32 rounding can move a value across a cell edge only with probability ~1e-6 per value
+    assert ok >= z.shape[1] - 1
+
+
+def test_normals_match_uniforms():
+    g1, g2 = keyed_generator(1, 2), keyed_generator(1, 2)
+    cells_u = scrambled_sobol_uniforms(50, 4, g1)
+    z = scrambled_sobol_normals(50, 4, g2)
+    # Same generator stream for the cells; the fill differs in dtype, so compare cells only.
+    assert torch.equal(torch.floor(torch.special.ndtr(z.double()) * 16), torch.floor(cells_u * 16))
+
+
+def test_marginals_are_standard_normal():
+    # 64 replicates x 8 points; pool one point index across replicates (replicates are independent).
+    z = sobol_rqmc_noise((512, 4, 4, 4), seed=17, points_per_replicate=8).reshape(64, 8, -1)
+    for point in (0, 5):
+        p = stats.kstest(z[:, point].reshape(-1).double().numpy(), "norm").pvalue
+        assert p > 0.001
+    assert abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1) < 0.02
+
+
+def _replicate_means(f, noise, n):
+    vals = f(noise).reshape(-1, n)
+    return vals.mean(1)
+
+
+def test_rqmc_beats_iid_on_smooth_integrands():
+    n, reps = 16, 200
+    shape = (n * reps, 4, 8, 8)
+    rq = sobol_rqmc_noise(shape, seed=1, points_per_replicate=n)
+    iid = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+
+    def additive(z):  # smooth additive statistic (like brightness after a nonlinearity)
+        return torch.exp(0.5 * z).reshape(z.shape[0], -1).mean(1).double()
+
+    def low_order(z):  # smooth, with interactions between a few coordinates
+        flat = z.reshape(z.shape[0], -1).double()
+        return torch.tanh(flat[:, 0] + 0.5 * flat[:, 1]) + torch.sin(flat[:, 2] * flat[:, 3])
+
+    for f, bound in ((additive, 8.0), (low_order, 1.5)):
+        ratio = _replicate_means(f, iid, n).var() / _replicate_means(f, rq, n).var()
+        assert ratio > bound, (f.__name__, float(ratio))
+
+
+def test_antithetic_rqmc_pairs():
+    z = sobol_rqmc_noise((16, 4, 8, 8), seed=2, points_per_replicate=8, antithetic=True)
+    for i in range(0, 16, 2):
+        assert torch.equal(z[i + 1], -z[i])
+
+
+def test_replicates_are_independent_scramblings():
+    z = sobol_rqmc_noise((32, 4, 8, 8), seed=2, points_per_replicate=16)
+    assert not torch.allclose(z[:16], z[16:])
+
+
+def test_batch_index_slices_reproduce():
+    for mode in ("full", "spectral"):
+        full = sobol_rqmc_noise((16, 4, 8, 8), seed=4, points_per_replicate=8, mode=mode, spectral_coefficients=8)
+        part = sobol_rqmc_noise((3, 4, 8, 8), seed=4, points_per_replicate=8, mode=mode, spectral_coefficients=8,
+                                batch_index=[13, 2, 8])
+        assert torch.equal(part[0], full[13]) and torch.equal(part[1], full[2]) and torch.equal(part[2], full[8])
+
+
+def test_dct_is_orthonormal():
+    for n in (4, 7, 16):
+        d = dct_matrix(n)
+        assert torch.allclose(d @ d.T, torch.eye(n, dtype=torch.float64), atol=1e-12)
+    x = torch.randn(2, 5, 6, dtype=torch.float64)
+    # inverse_dct of the forward transform is the identity
+    y = torch.einsum("ah,chw,bw->cab", dct_matrix(5), x, dct_matrix(6))
+    assert torch.allclose(inverse_dct(y, 2), x, atol=1e-10)
+
+
+def test_spectral_mode_has_identity_covariance():
+    n, reps = 8, 500
+    z = sobol_rqmc_noise((n * reps, 4, 4, 4), seed=5, points_per_replicate=n, mode="spectral",
+                         spectral_coefficients=4).reshape(n * reps, -1).double()
+    cov = torch.cov(z.T)
+    # 4000 items: entries have sampling sd ~ 1/sqrt(4000) = 0.016
+    assert (cov - torch.eye(64, dtype=torch.float64)).abs().max() < 0.08
+    assert abs(z.mean().item()) < 0.02
+
+
+def test_spectral_mode_reduces_variance_of_brightness():
+    n, reps = 8, 200
+    shape = (n * reps, 4, 16, 16)
+    rq = sobol_rqmc_noise(shape, seed=6, points_per_replicate=n, mode="spectral", spectral_coefficients=16)
+    iid = torch.randn(shape, generator=torch.Generator().manual_seed(6))
+
+    def brightness(z):
+        return torch.tanh(z.mean(dim=(1, 2, 3)) * 8).double()
+
+    ratio = _replicate_means(brightness, iid, n).var() / _replicate_means(brightness, rq, n).var()
+    assert ratio > 5, float(ratio)
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [((1, 4, 64, 64), "full"), ((1, 4, 128, 128), "spectral"), ((1, 16, 128, 128), "spectral"), ((1, 16, 3, 8, 8), "full")],
+)
+def test_auto_mode_and_shapes(shape, expected):
+    dim = int(np.prod(shape[1:]))
+    assert resolve_mode("auto", dim, shape[1], 64, int(np.prod(shape[2:]))) == expected
+    z = sobol_rqmc_noise((2, *shape[1:]), seed=0, points_per_replicate=2)
+    assert tuple(z.shape) == (2, *shape[1:]) and z.dtype == torch.float32
+
+
+def test_incomplete_replicate_and_non_power_of_two():
+    z = sobol_rqmc_noise((10, 4, 4, 4), seed=1, points_per_replicate=6)
+    assert torch.isfinite(z).all() and tuple(z.shape) == (10, 4, 4, 4)
+
+
+def test_global_rng_untouched():
+    torch.manual_seed(7)
+    a = torch.rand(2)
+    torch.manual_seed(7)
+    sobol_rqmc_noise((8, 4, 8, 8), seed=3)
+    assert torch.equal(torch.rand(2), a)
+
+
+@pytest.mark.parametrize(
+    "shape, kwargs, match",
+    [
+        ((8, 4, 8, 8), dict(points_per_replicate=0), "points_per_replicate"),
+        ((8, 4, 8, 8), dict(points_per_replicate=3, antithetic=True), "even"),
+        ((8, 4, 8, 8), dict(mode="qmc"), "mode must be"),
+        ((2, 4, 128, 128), dict(mode="full"), str(MAX_SOBOL_DIM)),
+        ((2, 4, 8, 8), dict(mode="spectral", spectral_coefficients=65), "spectral_coefficients"),
+        ((2, 16, 128, 128), dict(mode="spectral", spectral_coefficients=2000), "Sobol' limit"),
+        ((8, 4), dict(), "latent shape"),
+        ((4, 4, 8, 8), dict(batch_index=[0]), "batch_index"),
+    ],
+)
+def test_bad_inputs(shape, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sobol_rqmc_noise(shape, seed=0, **kwargs)

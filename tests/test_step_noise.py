@@ -1,0 +1,123 @@
+"""Mirrored step noise (pure) and the NOISE objects' ComfyUI protocol (no ComfyUI needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy import stats
+
+from antithetic_sampling.nodes.methods.step_noise import MirroredStepNoise
+from antithetic_sampling.nodes.noise_objects import (
+    AntitheticNoiseGenerator,
+    SobolRQMCNoiseGenerator,
+    map_latent_samples,
+)
+
+
+def test_step_noise_pairs_are_mirrored_every_call():
+    x = torch.zeros(6, 4, 8, 8)
+    ns = MirroredStepNoise(x, seed=3)
+    seen = []
+    for step in range(4):
+        e = ns(torch.tensor(1.0 / (step + 1)), torch.tensor(0.5 / (step + 1)))
+        assert e.shape == x.shape
+        for g in range(3):
+            assert torch.equal(e[2 * g + 1], -e[2 * g])
+        seen.append(e)
+    assert not torch.allclose(seen[0], seen[1])  # fresh noise per step
+
+
+def test_step_noise_k_groups_and_unit_variance():
+    x = torch.zeros(8, 4, 16, 16)
+    ns = MirroredStepNoise(x, seed=1, k=4)
+    e = torch.cat([ns(1.0, 0.5) for _ in range(20)])
+    assert e.reshape(-1, 4, 4, 16, 16).sum(1).abs().max() < 1e-4
+    p = stats.kstest(e[1::4].reshape(-1).double().numpy(), "norm").pvalue
+    assert p > 0.001
+
+
+def test_step_noise_halves_and_mask():
+    x = torch.zeros(4, 4, 8, 8)
+    e = MirroredStepNoise(x, seed=2, layout="halves")(1.0, 0.5)
+    assert torch.equal(e[2], -e[0]) and torch.equal(e[3], -e[1])
+    mask = torch.zeros(8, 8)
+    mask[:, :4] = 1
+    e = MirroredStepNoise(x, seed=2, mask=mask)(1.0, 0.5)
+    assert torch.equal(e[1, ..., :4], -e[0, ..., :4]) and torch.equal(e[1, ..., 4:], e[0, ..., 4:])
+
+
+def test_step_noise_follows_device_dtype_and_custom_base():
+    x = torch.zeros(2, 4, 4, 4, dtype=torch.float16)
+    calls = []
+
+    def base(leaders, seed):
+        calls.append((tuple(leaders.shape), seed))
+        return lambda s, sn: torch.ones(leaders.shape)
+
+    e = MirroredStepNoise(x, seed=5, base=base)(1.0, 0.5)
+    assert e.dtype == torch.float16
+    assert calls == [((1, 4, 4, 4), 5)]  # one leader for one pair
+    assert torch.equal(e[0], torch.ones(4, 4, 4, dtype=torch.float16)) and torch.equal(e[1], -e[0])
+
+
+def test_step_noise_does_not_touch_global_rng():
+    torch.manual_seed(0)
+    a = torch.rand(2)
+    torch.manual_seed(0)
+    MirroredStepNoise(torch.zeros(2, 4, 4, 4), seed=1)(1.0, 0.5)
+    assert torch.equal(torch.rand(2), a)
+
+
+class FakeNested:
+    """Stand-in for comfy.nested_tensor.NestedTensor (newer ComfyUI): is_nested, unbind(), ctor from a list."""
+
+    is_nested = True
+
+    def __init__(self, tensors):
+        self.tensors = list(tensors)
+
+    def unbind(self):
+        return self.tensors
+
+
+def test_noise_objects_follow_the_core_protocol():
+    latent = {"samples": torch.zeros(4, 4, 8, 8)}
+    for noise in (AntitheticNoiseGenerator(5), SobolRQMCNoiseGenerator(5, points_per_replicate=4)):
+        assert noise.seed == 5
+        z = noise.generate_noise(latent)
+        assert z.shape == latent["samples"].shape and z.dtype == torch.float32 and z.device.type == "cpu"
+        assert noise.design["kind"] in {"antithetic", "sobol_rqmc"}
+
+
+def test_noise_object_honours_batch_index():
+    noise = AntitheticNoiseGenerator(8, group_size=4)
+    full = noise.generate_noise({"samples": torch.zeros(8, 16, 4, 4)})
+    part = noise.generate_noise({"samples": torch.zeros(2, 16, 4, 4), "batch_index": [6, 1]})
+    assert torch.equal(part[0], full[6]) and torch.equal(part[1], full[1])
+
+
+def test_nested_latents_get_one_design_per_component():
+    samples = FakeNested([torch.zeros(2, 16, 3, 8, 8), torch.zeros(2, 8, 32)])
+    out = AntitheticNoiseGenerator(1).generate_noise({"samples": samples})
+    assert isinstance(out, FakeNested)
+    video, audio = out.unbind()
+    assert video.shape == (2, 16, 3, 8, 8) and audio.shape == (2, 8, 32)
+    assert torch.equal(video[1], -video[0]) and torch.equal(audio[1], -audio[0])
+    out2 = SobolRQMCNoiseGenerator(1, points_per_replicate=2).generate_noise({"samples": samples})
+    assert [t.shape for t in out2.unbind()] == [t.shape for t in samples.unbind()]
+
+
+def test_incomplete_group_is_logged(caplog):
+    with caplog.at_level("WARNING", logger="antithetic_sampling"):
+        AntitheticNoiseGenerator(1, group_size=4).generate_noise({"samples": torch.zeros(6, 4, 4, 4)})
+    assert "not a multiple of group_size 4" in caplog.text
+
+
+def test_map_latent_samples_rejects_non_tensor():
+    with pytest.raises(ValueError, match="must be a tensor"):
+        map_latent_samples([1, 2], lambda shape, stream: torch.zeros(shape))
+
+
+def test_generator_validates_design():
+    with pytest.raises(ValueError, match="group_size"):
+        AntitheticNoiseGenerator(0, group_size=1)
