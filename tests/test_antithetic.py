@@ -10,14 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from scipy import stats
-
 from antithetic_sampling.nodes.methods.antithetic import (
     antithetic_noise,
     binarize_mask,
     group_of,
     incomplete_groups,
 )
+from scipy import stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

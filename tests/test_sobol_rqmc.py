@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy import stats
-
 from antithetic_sampling.nodes.methods.keyed_rng import keyed_generator
 from antithetic_sampling.nodes.methods.sobol_rqmc import (
     MAX_SOBOL_DIM,
@@ -17,6 +15,7 @@ from antithetic_sampling.nodes.methods.sobol_rqmc import (
     scrambled_sobol_uniforms,
     sobol_rqmc_noise,
 )
+from scipy import stats
 
 
 @pytest.mark.parametrize("m", [1, 3, 5])

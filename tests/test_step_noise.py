@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scipy import stats
-
 from antithetic_sampling.nodes.methods.step_noise import MirroredStepNoise
 from antithetic_sampling.nodes.noise_objects import (
     AntitheticNoiseGenerator,
     SobolRQMCNoiseGenerator,
     map_latent_samples,
 )
+from scipy import stats
 
 
 def test_step_noise_pairs_are_mirrored_every_call():
