@@ -1,0 +1,37 @@
+# One-command set-up for development, demo, tests and benchmarks (CPU is enough).
+# `make demo` / `make test` create .venv (CPU torch 2.13.0 + the pack in editable mode + dev tools) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup demo test test-fast bench lint clean
+
+setup: $(VENV)/.ready
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# CPU build of torch, pinned: ComfyUI owns torch in a real install, the pack never pulls it.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/antithetic-sampling demo --out demo_out
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not e2e and not browser"
+
+bench: setup
+	$(BIN)/antithetic-sampling noise-bench --readme README.md
+	$(BIN)/antithetic-sampling bench --readme README.md
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo_out bench_out .pytest_cache
