@@ -595,10 +595,11 @@ class ComfyServer:
             if any(p in ln for p in IMPORT_FAILURE_PATTERNS) and PACK_FOLDER in ln:
                 bad.append(ln)
             elif "Traceback (most recent call last)" in ln:
-                block = "\n".join(lines[i : i + 60])
-                end = next((j for j in range(i + 1, min(i + 60, len(lines))) if not lines[j].startswith(" ")), i)
+                # The traceback runs until its first unindented line (the exception line).
+                end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith(" ")), len(lines) - 1)
+                block = "\n".join(lines[i : end + 1])
                 if f"custom_nodes/{PACK_FOLDER}" in block or f"{os.sep}{PACK_FOLDER}{os.sep}" in block:
-                    bad.append("\n".join(lines[i : end + 1]))
+                    bad.append(block)
         return bad
 
 

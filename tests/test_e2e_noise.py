@@ -1,0 +1,207 @@
+"""Foundation e2e: the pack loads in a real ComfyUI and its NOISE / SAMPLER nodes run through ``POST /prompt``.
+
+Uses the session fixture ``comfy_server`` (tests/conftest.py, tests/comfy_host.py): a ComfyUI ``--cpu`` server
+with the pack symlinked into ``custom_nodes`` and a tiny random-weight SD1.5-layout checkpoint. Skipped, with
+the reason, when no ComfyUI checkout is found. Weights are random, so only the plumbing is checked: node
+registration, schema, that workflows execute and return the right number of images, and our error messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from antithetic_sampling.tests.comfy_host import ComfyError, execution_error
+
+pytestmark = pytest.mark.e2e
+
+STEPS = 3
+NOISE_NODES = ("AntitheticLatentNoise", "SobolRQMCLatentBatch")
+
+
+def antithetic(seed: int, group_size: int = 2, layout: str = "interleaved", **extra) -> dict:
+    return {
+        "class_type": "AntitheticLatentNoise",
+        "inputs": {"noise_seed": seed, "group_size": group_size, "layout": layout, **extra},
+    }
+
+
+def sobol(seed: int, points_per_replicate: int = 2, **extra) -> dict:
+    inputs = {
+        "noise_seed": seed,
+        "points_per_replicate": points_per_replicate,
+        "mode": "auto",
+        "spectral_coefficients": 16,
+        "antithetic": False,
+    }
+    inputs.update(extra)
+    return {"class_type": "SobolRQMCLatentBatch", "inputs": inputs}
+
+
+def antithetic_sampler(sampler_name: str = "euler_ancestral", group_size: int = 2, layout: str = "interleaved"):
+    return {
+        "class_type": "AntitheticSampler",
+        "inputs": {"sampler_name": sampler_name, "group_size": group_size, "layout": layout},
+    }
+
+
+def run_images(server, graph) -> list[np.ndarray]:
+    history = server.run(graph)
+    images = [np.asarray(im.convert("RGB"), dtype=np.int16) for im in server.images(history)]
+    for a in images:
+        assert a.shape == (64, 64, 3)
+    return images
+
+
+def assert_distinct(images: list[np.ndarray]) -> None:
+    for i in range(len(images)):
+        for j in range(i + 1, len(images)):
+            assert np.abs(images[i] - images[j]).mean() > 1.0, f"images {i} and {j} are identical"
+
+
+# ------------------------------------------------------------------------------------------ registration
+
+
+def test_pack_imports_cleanly(comfy_server):
+    log = comfy_server.log_text()
+    assert "custom_nodes/antithetic-sampling" in log, "the pack was not loaded from custom_nodes at all"
+    problems = comfy_server.pack_import_problems()
+    assert not problems, "pack import problems in the ComfyUI log:\n" + "\n---\n".join(problems)
+    for line in log.splitlines():
+        if "antithetic-sampling" in line:
+            assert "IMPORT FAILED" not in line, line
+
+
+@pytest.mark.parametrize("node_id", NOISE_NODES)
+def test_noise_nodes_in_object_info(comfy_server, node_id):
+    info = comfy_server.object_info(node_id)
+    assert info["output"] == ["NOISE"]
+    assert info["category"].startswith("antithetic/")
+    assert "ICLR 2026" in info["description"]
+    assert info["display_name"] == {"AntitheticLatentNoise": "Antithetic Latent Noise",
+                                    "SobolRQMCLatentBatch": "Sobol RQMC Latent Batch"}[node_id]
+    inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    assert "noise_seed" in inputs
+    for name, spec in inputs.items():
+        assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+
+
+def test_antithetic_sampler_in_object_info(comfy_server):
+    info = comfy_server.object_info("AntitheticSampler")
+    assert info["output"] == ["SAMPLER"]
+    assert info["category"].startswith("antithetic/")
+    inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    for name, spec in inputs.items():
+        assert len(spec) > 1 and spec[1].get("tooltip"), f"AntitheticSampler.{name} has no tooltip"
+    # Every ComfyUI sampler is offered, ancestral and SDE ones included.
+    core = comfy_server.object_info("KSamplerSelect")["input"]["required"]["sampler_name"]
+    core_names = core[0] if isinstance(core[0], list) else core[1]["options"]
+    ours = inputs["sampler_name"]
+    our_names = ours[0] if isinstance(ours[0], list) else ours[1]["options"]
+    assert set(core_names) <= set(our_names)
+
+
+# ------------------------------------------------------------------------------------------ workflows
+
+
+def test_core_noise_baseline(comfy_server, comfy_graph):
+    """The fixture's plain RandomNoise graph works (separates fixture problems from pack problems)."""
+    images = run_images(comfy_server, comfy_graph(seed=11, batch_size=2, steps=STEPS))
+    assert len(images) == 2
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "halves"])
+def test_antithetic_noise_workflow(comfy_server, comfy_graph, layout):
+    graph = comfy_graph(antithetic(seed=21, layout=layout), batch_size=4, steps=STEPS, filename_prefix=f"anti_{layout}")
+    images = run_images(comfy_server, graph)
+    assert len(images) == 4
+    assert_distinct(images)
+
+
+def test_antithetic_k_groups_workflow(comfy_server, comfy_graph):
+    images = run_images(comfy_server, comfy_graph(antithetic(seed=22, group_size=4), batch_size=4, steps=STEPS))
+    assert len(images) == 4
+    assert_distinct(images)
+
+
+def test_incomplete_group_runs_and_is_logged(comfy_server, comfy_graph):
+    """Documented behaviour: a batch that is not a multiple of K ends with an incomplete group, with a warning."""
+    images = run_images(comfy_server, comfy_graph(antithetic(seed=23, group_size=3), batch_size=4, steps=STEPS))
+    assert len(images) == 4
+    assert "not a multiple of group_size 3" in comfy_server.log_text()
+
+
+@pytest.mark.parametrize("antithetic_reflection", [False, True])
+def test_sobol_rqmc_workflow(comfy_server, comfy_graph, antithetic_reflection):
+    noise = sobol(seed=31 + antithetic_reflection, points_per_replicate=2, antithetic=antithetic_reflection)
+    images = run_images(comfy_server, comfy_graph(noise, batch_size=4, steps=STEPS))
+    assert len(images) == 4
+    assert_distinct(images)
+
+
+def test_sobol_rqmc_spectral_workflow(comfy_server, comfy_graph):
+    noise = sobol(seed=33, points_per_replicate=4, mode="spectral", spectral_coefficients=16)
+    images = run_images(comfy_server, comfy_graph(noise, batch_size=4, steps=STEPS))
+    assert len(images) == 4
+
+
+@pytest.mark.parametrize("sampler_name", ["euler_ancestral", "dpmpp_2m_sde"])
+def test_antithetic_sampler_workflow(comfy_server, comfy_graph, sampler_name):
+    graph = comfy_graph(antithetic(seed=41), antithetic_sampler(sampler_name), batch_size=4, steps=STEPS)
+    images = run_images(comfy_server, graph)
+    assert len(images) == 4
+    assert_distinct(images)
+
+
+def test_batch_index_slice_matches_full_batch(comfy_server, comfy_graph):
+    """LatentFromBatch sets batch_index: item 2 sampled alone must match item 2 of the full batch.
+
+    Deterministic sampler, same noise (keyed on (seed, group)), same model; only the batch size of the UNet call
+    differs, so allow a small float/PNG rounding difference.
+    """
+    noise = antithetic(seed=51)
+    full = run_images(comfy_server, comfy_graph(noise, batch_size=4, steps=STEPS, filename_prefix="full"))
+    graph = comfy_graph(
+        noise,
+        steps=STEPS,
+        filename_prefix="slice",
+        latent={"class_type": "LatentFromBatch", "inputs": {"samples": ["empty", 0], "batch_index": 2, "length": 1}},
+        extra_nodes={"empty": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 4}}},
+    )
+    (alone,) = run_images(comfy_server, graph)
+    diff = np.abs(alone - full[2]).mean()
+    assert diff < 2.0, f"item 2 alone differs from item 2 of the batch by {diff:.2f} grey levels"
+    assert np.abs(alone - full[3]).mean() > 5 * max(diff, 0.5)
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+def test_group_size_above_max_rejected(comfy_server, comfy_graph):
+    with pytest.raises(ComfyError) as err:
+        comfy_server.queue(comfy_graph(antithetic(seed=61, group_size=100000)))
+    assert "group_size" in str(err.value)
+    assert "value_bigger_than_max" in str(err.value)
+
+
+def test_sobol_odd_antithetic_rejected_with_our_message(comfy_server, comfy_graph):
+    with pytest.raises(ComfyError) as err:
+        comfy_server.queue(comfy_graph(sobol(seed=62, points_per_replicate=3, antithetic=True)))
+    assert "points_per_replicate must be even" in str(err.value)
+
+
+def test_sobol_too_many_spectral_coefficients_execution_error(comfy_server, comfy_graph):
+    # 64 px -> 8x8 latent: at most 64 coefficients per channel.
+    graph = comfy_graph(sobol(seed=63, points_per_replicate=4, mode="spectral", spectral_coefficients=65), steps=STEPS)
+    with pytest.raises(ComfyError) as err:
+        comfy_server.run(graph)
+    data = execution_error(err.value)
+    assert data.get("exception_type", "").endswith("ValueError")
+    assert "spectral_coefficients must be between 1 and 64" in data.get("exception_message", "")
+
+
+def test_halves_design_size_too_small_execution_error(comfy_server, comfy_graph):
+    graph = comfy_graph(antithetic(seed=64, layout="halves", design_size=2), batch_size=4, steps=STEPS)
+    with pytest.raises(ComfyError) as err:
+        comfy_server.run(graph)
+    assert "design_size 2 is smaller than the largest batch_index 3" in str(err.value)
