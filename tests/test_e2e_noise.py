@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from antithetic_sampling.tests.comfy_host import ComfyError, execution_error
 
 pytestmark = pytest.mark.e2e
@@ -78,8 +77,12 @@ def test_noise_nodes_in_object_info(comfy_server, node_id):
     assert info["output"] == ["NOISE"]
     assert info["category"].startswith("antithetic/")
     assert "ICLR 2026" in info["description"]
-    assert info["display_name"] == {"AntitheticLatentNoise": "Antithetic Latent Noise",
-                                    "SobolRQMCLatentBatch": "Sobol RQMC Latent Batch"}[node_id]
+    assert (
+        info["display_name"]
+        == {"AntitheticLatentNoise": "Antithetic Latent Noise", "SobolRQMCLatentBatch": "Sobol RQMC Latent Batch"}[
+            node_id
+        ]
+    )
     inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
     assert "noise_seed" in inputs
     for name, spec in inputs.items():
@@ -166,7 +169,9 @@ def test_batch_index_slice_matches_full_batch(comfy_server, comfy_graph):
         steps=STEPS,
         filename_prefix="slice",
         latent={"class_type": "LatentFromBatch", "inputs": {"samples": ["empty", 0], "batch_index": 2, "length": 1}},
-        extra_nodes={"empty": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 4}}},
+        extra_nodes={
+            "empty": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 4}}
+        },
     )
     (alone,) = run_images(comfy_server, graph)
     diff = np.abs(alone - full[2]).mean()
