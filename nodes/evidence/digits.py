@@ -1,0 +1,199 @@
+"""The learned embedded model: a small residual-MLP denoiser trained on scikit-learn's handwritten digits.
+
+Data: ``sklearn.datasets.load_digits`` (1797 images, 8x8, values 0..16), scaled to [-1, 1] and bilinearly
+upsampled to 1x16x16 (only :mod:`.train` reads it; this module never imports scikit-learn).
+
+Preconditioning (Karras et al., "Elucidating the Design Space of Diffusion-Based Generative Models", NeurIPS
+2022, Table 1, "EDM" column), VE coordinates x = x0 + sigma n:
+
+    D(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma)),
+    c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),
+    c_in = 1 / sqrt(sigma^2 + sd^2),   c_noise = ln(sigma) / 4,
+
+with sd = sigma_data, trained with loss weight (sigma^2 + sd^2) / (sigma sd)^2 and ln(sigma) ~ N(P_mean, P_std^2).
+
+The weights ship as ``weights/digits_denoiser.safetensors`` next to ``digits_denoiser.json`` (architecture,
+schedule, training seed, recorded validation loss, sha256 of the weights file). :func:`load_digits_denoiser`
+checks the hash before loading and raises :class:`WeightsIntegrityError` on a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import pathlib
+from statistics import NormalDist
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
+WEIGHTS_NAME = "digits_denoiser.safetensors"
+CONFIG_NAME = "digits_denoiser.json"
+
+DEFAULT_ARCH = {"type": "residual_mlp", "width": 256, "depth": 3, "emb_dim": 64, "in_channels": 1, "resolution": 16}
+DEFAULT_SCHEDULE = {"sigma_min": 0.01, "sigma_max": 20.0, "sigma_data": 0.6, "p_mean": -1.0, "p_std": 1.4}
+
+
+class WeightsIntegrityError(ValueError):
+    """The shipped weights do not match the sha256 recorded in their config (corrupt or edited file)."""
+
+
+def sha256_file(path: str | pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- network
+class _MLPBlock(nn.Module):
+    """Pre-norm residual MLP block with a FiLM (scale, shift) from the sigma embedding."""
+
+    def __init__(self, width: int, emb: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.film = nn.Linear(emb, 2 * width)
+        self.fc = nn.Linear(width, width)
+
+    def forward(self, h, emb):
+        scale, shift = self.film(emb).chunk(2, dim=1)
+        return h + self.fc(F.silu(self.norm(h) * (1 + scale) + shift))
+
+
+class DigitsMLP(nn.Module):
+    """Residual MLP F(x, c_noise) on the flattened image: dense layers are far cheaper than small convolutions on
+    one CPU thread, which keeps training to minutes and sampling thousands of images to seconds."""
+
+    def __init__(self, width: int = 256, depth: int = 3, emb_dim: int = 64, in_channels: int = 1, resolution: int = 16):
+        super().__init__()
+        d = in_channels * resolution * resolution
+        self.register_buffer("freqs", torch.arange(1, emb_dim // 4 + 1, dtype=torch.float32), persistent=False)
+        self.emb = nn.Sequential(nn.Linear(emb_dim // 2, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim), nn.SiLU())
+        self.inp = nn.Linear(d, width)
+        self.blocks = nn.ModuleList(_MLPBlock(width, emb_dim) for _ in range(depth))
+        self.out_norm = nn.LayerNorm(width, elementwise_affine=False)
+        self.out = nn.Linear(width, d)
+
+    def forward(self, x, c_noise):
+        ang = c_noise[:, None] * self.freqs[None] * math.pi
+        emb = self.emb(torch.cat([torch.sin(ang), torch.cos(ang)], dim=1))
+        h = self.inp(x.flatten(1))
+        for blk in self.blocks:
+            h = blk(h, emb)
+        return self.out(F.silu(self.out_norm(h))).reshape(x.shape)
+
+
+# --------------------------------------------------------------------------- denoiser
+class DigitsDenoiser:
+    """EDM-preconditioned denoiser following the harness protocol ``denoise(x [B,1,16,16], sigma [B]) -> x0``."""
+
+    def __init__(self, net: nn.Module, schedule: dict, config: dict | None = None) -> None:
+        self.net = net.eval()
+        self.config = dict(config or {})
+        self.schedule = dict(schedule)
+        self.sigma_min = float(schedule["sigma_min"])
+        self.sigma_max = float(schedule["sigma_max"])
+        self.sigma_data = float(schedule["sigma_data"])
+        res = int(self.config.get("arch", DEFAULT_ARCH).get("resolution", 16))
+        cin = int(self.config.get("arch", DEFAULT_ARCH).get("in_channels", 1))
+        self.shape = (cin, res, res)
+
+    def precond(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """D(x, sigma) with gradients (used by training)."""
+        s = sigma.reshape(-1, 1, 1, 1).to(x.dtype)
+        sd = self.sigma_data
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        c_in = 1 / (s**2 + sd**2).sqrt()
+        c_noise = sigma.to(x.dtype).log() / 4
+        return c_skip * x + c_out * self.net(c_in * x, c_noise)
+
+    @torch.no_grad()
+    def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """x0-hat for x [B, 1, 16, 16] (float32) and sigma (float or [B] tensor, > 0)."""
+        s = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
+        if s.numel() == 1:
+            s = s.expand(x.shape[0])
+        return self.precond(x.to(torch.float32), s).to(x.dtype)
+
+    __call__ = denoise
+
+    def sigmas(self, n: int) -> torch.Tensor:
+        """The model's own schedule: sigma_max, then the quantiles of the training law ln(sigma) ~ N(P_mean, P_std^2)
+        at equal probability mass (descending, clipped to [sigma_min, sigma_max]), then 0."""
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"steps must be >= 1, got {n}")
+        nd = NormalDist(float(self.schedule["p_mean"]), float(self.schedule["p_std"]))
+        levels = [self.sigma_max]
+        for i in range(1, n):
+            q = 1.0 - i / n
+            levels.append(min(self.sigma_max, max(self.sigma_min, math.exp(nd.inv_cdf(min(max(q, 1e-6), 1 - 1e-6))))))
+        return torch.tensor([*levels, 0.0], dtype=torch.float32)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+
+def build_denoiser(arch: dict | None = None, schedule: dict | None = None) -> DigitsDenoiser:
+    arch = dict(DEFAULT_ARCH if arch is None else arch)
+    schedule = dict(DEFAULT_SCHEDULE if schedule is None else schedule)
+    if arch.get("type", "residual_mlp") != "residual_mlp":
+        raise ValueError(f"unknown digits denoiser architecture {arch.get('type')!r}")
+    net = DigitsMLP(
+        int(arch["width"]), int(arch["depth"]), int(arch["emb_dim"]), int(arch["in_channels"]), int(arch["resolution"])
+    )
+    return DigitsDenoiser(net, schedule, {"arch": arch, "schedule": schedule})
+
+
+def load_digits_denoiser(weights_dir: str | pathlib.Path | None = None, verify: bool = True) -> DigitsDenoiser:
+    """Load the shipped denoiser; with ``verify`` (default) check the weights' sha256 against the config first."""
+    from safetensors.torch import load_file
+
+    wdir = pathlib.Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    cfg_path, w_path = wdir / CONFIG_NAME, wdir / WEIGHTS_NAME
+    if not cfg_path.is_file() or not w_path.is_file():
+        raise FileNotFoundError(
+            f"digits denoiser weights not found in {wdir} (need {CONFIG_NAME} and {WEIGHTS_NAME}); "
+            "run `antithetic-sampling train` to recreate them"
+        )
+    config = json.loads(cfg_path.read_text())
+    if verify:
+        expected = config.get("weights_sha256")
+        actual = sha256_file(w_path)
+        if expected != actual:
+            raise WeightsIntegrityError(
+                f"{w_path} has sha256 {actual} but {cfg_path.name} records {expected}: the weights file is corrupt "
+                "or was modified; restore it from the repository or retrain with `antithetic-sampling train`"
+            )
+    model = build_denoiser(config["arch"], config["schedule"])
+    state = load_file(str(w_path))
+    model.net.load_state_dict(state)
+    model.config = config
+    model.net.eval()
+    for p in model.net.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def edm_loss(model: DigitsDenoiser, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Per-item EDM loss  lambda(sigma) |D(x0 + sigma n, sigma) - x0|^2 / d  (mean over pixels)."""
+    sd = model.sigma_data
+    weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+    pred = model.precond(x0 + sigma.reshape(-1, 1, 1, 1) * noise, sigma)
+    return weight * (pred - x0).pow(2).flatten(1).mean(1)
+
+
+@torch.no_grad()
+def validation_loss(model: DigitsDenoiser, x0: torch.Tensor, seed: int, repeats: int = 8) -> float:
+    """Mean EDM loss on a fixed seeded batch: every image ``repeats`` times with its own (sigma, noise)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    x = x0.repeat(repeats, 1, 1, 1)
+    ln_sigma = torch.randn(x.shape[0], generator=gen) * float(model.schedule["p_std"]) + float(model.schedule["p_mean"])
+    sigma = ln_sigma.exp()
+    noise = torch.randn(x.shape, generator=gen)
+    return float(edm_loss(model, x, sigma, noise).mean())
