@@ -1,0 +1,494 @@
+"""V3 nodes: Noise Awareness Guidance (training-free, after Zhong et al., arXiv 2510.12497) and a noise-shift probe.
+
+Unrelated to *Normalized Attention Guidance* (ComfyUI-NAG, core ``NAGuidance``); ids and widgets never use a
+bare "NAG". The math (VE coordinates, equation (1), clamp, band, level estimators) is in
+``methods/noise_awareness.py``; this file holds the ComfyUI glue:
+
+* ``NoiseAwarenessCFGGuider`` — a ``comfy.samplers.CFGGuider`` subclass that overrides only ``predict_noise``.
+  It calls ``super().predict_noise`` (so model patches, pre/post-CFG hooks, CFG++ samplers, PAG, APG keep
+  working), reads the conditional x0-estimate D_c from a post-CFG hook appended for that one call, then makes
+  its extra conditional evaluations with ``comfy.samplers.calc_cond_batch`` at other levels.
+* ``NoiseAwarenessGuider`` (GUIDER), ``NoiseAwarenessGuidedKSampler`` (KSampler-shaped, built from ComfyUI's own
+  noise / ``KSampler`` sigmas / ``sampler_object`` / guider, not a fork of the loop) and ``NoiseShiftProbe``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import torch
+from comfy_api.latest import io, ui
+
+from .methods.noise_awareness import (
+    LEVEL_ESTIMATORS,
+    guidance_step,
+    in_band,
+    level_coefficients_are_affine,
+    model_sigma_for_ve_level,
+    reference_noise,
+)
+
+CATEGORY = "antithetic/guidance"
+PAPER = (
+    "Training-free approximation of Noise Awareness Guidance (Zhong et al., 'Mitigating the Noise Shift for Denoising "
+    "Generative Models via Noise Awareness Guidance', arXiv 2510.12497, ICLR 2026); unrelated to Normalized Attention "
+    "Guidance"
+)
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+
+# Defaults chosen from `antithetic-sampling guidance-bench` (see README "Noise Awareness Guidance: measured").
+DEFAULT_SCALE = 1.0
+DEFAULT_SIGMA_START = 5.0
+DEFAULT_SIGMA_END = 0.1
+DEFAULT_MAX_SHIFT = 0.3
+DEFAULT_ESTIMATOR = "sure_residual"
+
+
+# --------------------------------------------------------------------------------------------- the guider
+
+
+@functools.cache
+def guider_class():
+    """The CFGGuider subclass (built on first use so importing this module never needs comfy.samplers)."""
+    import comfy.samplers
+
+    class NoiseAwarenessCFGGuider(comfy.samplers.CFGGuider):
+        """CFG plus the training-free Noise Awareness correction (methods/noise_awareness.py, equation (1))."""
+
+        awareness_scale = 0.0
+        sigma_start = DEFAULT_SIGMA_START
+        sigma_end = DEFAULT_SIGMA_END
+        max_level_shift = DEFAULT_MAX_SHIFT
+        level_estimator = DEFAULT_ESTIMATOR
+        measure = False
+
+        def set_awareness(self, scale: float, sigma_start: float, sigma_end: float, max_level_shift: float,
+                          level_estimator: str, measure: bool = False) -> None:
+            validate_awareness(scale, sigma_start, sigma_end, max_level_shift, level_estimator)
+            self.awareness_scale = float(scale)
+            self.sigma_start, self.sigma_end = float(sigma_start), float(sigma_end)
+            self.max_level_shift = float(max_level_shift)
+            self.level_estimator = level_estimator
+            self.measure = bool(measure)
+
+        def sample(self, *args, **kwargs):
+            self.shift_log: list[dict] = []
+            self._calls = 0
+            return super().sample(*args, **kwargs)
+
+        # -- helpers ------------------------------------------------------------------------------------
+        def _coeffs(self, sigma: torch.Tensor):
+            ms = self.inner_model.model_sampling
+            return level_coefficients_are_affine(ms.noise_scaling, sigma)
+
+        def _cond_denoise(self, x_v, s_level, s_nominal, timestep, model_options):
+            if torch.equal(s_level.float(), s_nominal.float()):
+                sig = timestep  # the nominal level: use the sampler's sigma exactly (no round trip)
+            else:
+                sig_max = float(self.inner_model.model_sampling.sigma_max)
+                sig = model_sigma_for_ve_level(self._coeffs, s_level, timestep, sig_max).to(timestep)
+            a, _ = self._coeffs(sig)
+            x_in = x_v * a.to(x_v).reshape(-1, *([1] * (x_v.ndim - 1)))
+            (out,) = comfy.samplers.calc_cond_batch(
+                self.inner_model, [self.conds.get("positive")], x_in, sig, model_options
+            )
+            return out
+
+        def _step_index(self, timestep, model_options) -> tuple[int, bool]:
+            sched = (model_options.get("transformer_options") or {}).get("sample_sigmas")
+            if sched is None or len(sched) == 0:
+                return -1, False
+            sched = sched.to(timestep.device, torch.float32)
+            t = float(timestep.reshape(-1)[0])
+            idx = int(torch.argmin((sched - t).abs()))
+            exact = math.isclose(float(sched[idx]), t, rel_tol=1e-5, abs_tol=1e-8)
+            return idx, exact
+
+        # -- the override -------------------------------------------------------------------------------
+        def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 - ComfyUI's signature
+            w = self.awareness_scale
+            if w == 0 and not self.measure:
+                return super().predict_noise(x, timestep, model_options, seed)
+            step, on_grid = self._step_index(timestep, model_options)
+            first = step == 0 and on_grid  # the first state is built at exactly its nominal level
+            a, b = self._coeffs(timestep.reshape(-1))
+            with torch.no_grad():
+                s_v = torch.where(a > 0, b / a.clamp_min(1e-300), torch.full_like(b, math.inf))
+            active = w != 0 and not first and bool(torch.all(in_band(s_v, self.sigma_start, self.sigma_end)))
+            if not active and not self.measure:
+                return super().predict_noise(x, timestep, model_options, seed)
+
+            captured: dict = {}
+
+            def capture(args):
+                captured["cond"] = args["cond_denoised"]
+                captured["uncond"] = args["uncond_denoised"]
+                return args["denoised"]
+
+            mo = model_options.copy()
+            mo["sampler_post_cfg_function"] = list(mo.get("sampler_post_cfg_function", [])) + [capture]
+            d_cfg = super().predict_noise(x, timestep, mo, seed)
+            cfg1 = math.isclose(self.cfg, 1.0) and not model_options.get("disable_cfg1_optimization", False)
+            regular = 1 if cfg1 else 2  # sampling_function skips the uncond pass at cfg == 1
+            entry = {"step": step, "on_grid": on_grid, "sigma": float(timestep.reshape(-1)[0]),
+                     "level": float(s_v[0]), "ratio": None, "applied": False, "extra_evaluations": 0,
+                     "regular_evaluations": regular}
+            self._calls = getattr(self, "_calls", 0) + 1
+            if not bool(torch.all(torch.isfinite(s_v))) or "cond" not in captured:
+                self._log(entry)
+                return d_cfg
+            d_c = captured["cond"]
+            x_v = x / a.to(x).reshape(-1, *([1] * (x.ndim - 1)))
+            noise = reference_noise(x.shape, seed or 0, max(step, 0), salt=self._calls).to(x)
+            out, info = guidance_step(
+                x_v, s_v, d_cfg, d_c,
+                lambda xx, ss: self._cond_denoise(xx, ss, s_v, timestep, model_options),
+                w, self.max_level_shift, self.level_estimator, noise, apply=active,
+            )
+            ratio = (info["s_hat"].double() / s_v).tolist()
+            entry.update(ratio=[None if math.isnan(r) else r for r in ratio], applied=info["applied"],
+                         extra_evaluations=info["evaluations"], active=active)
+            self._log(entry)
+            return out
+
+        def _log(self, entry: dict) -> None:
+            if not hasattr(self, "shift_log"):
+                self.shift_log = []
+            self.shift_log.append(entry)
+
+    return NoiseAwarenessCFGGuider
+
+
+def validate_awareness(scale, sigma_start, sigma_end, max_level_shift, level_estimator) -> None:
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"awareness_scale must be a finite number >= 0, got {scale}")
+    if sigma_start < 0 or sigma_end < 0:
+        raise ValueError(f"sigma_start and sigma_end must be >= 0, got {sigma_start}, {sigma_end}")
+    if sigma_end > sigma_start:
+        raise ValueError(f"sigma_end ({sigma_end}) must not exceed sigma_start ({sigma_start})")
+    if not 0 <= max_level_shift <= 4:
+        raise ValueError(f"max_level_shift must be in [0, 4], got {max_level_shift}")
+    if level_estimator not in LEVEL_ESTIMATORS:
+        raise ValueError(f"level_estimator must be one of {LEVEL_ESTIMATORS}, got {level_estimator!r}")
+
+
+def make_guider(model, positive, negative, cfg, scale, sigma_start, sigma_end, max_level_shift, level_estimator,
+                measure=False):
+    guider = guider_class()(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    guider.set_awareness(scale, sigma_start, sigma_end, max_level_shift, level_estimator, measure)
+    return guider
+
+
+# --------------------------------------------------------------------------------------------- sampling glue
+
+
+def private_prepare_noise(latent_image: torch.Tensor, seed: int, batch_index=None) -> torch.Tensor:
+    """``comfy.sample.prepare_noise`` with a private generator (same numbers, global RNG untouched)."""
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    shape = list(latent_image.size())
+    if batch_index is None:
+        return torch.randn(shape, dtype=latent_image.dtype, layout=latent_image.layout, generator=gen, device="cpu")
+    import numpy as np
+
+    unique, inverse = np.unique(batch_index, return_inverse=True)
+    noises = []
+    for i in range(int(unique[-1]) + 1):
+        n = torch.randn([1] + shape[1:], dtype=latent_image.dtype, layout=latent_image.layout, generator=gen,
+                        device="cpu")
+        if i in unique:
+            noises.append(n)
+    return torch.cat([noises[i] for i in inverse], dim=0)
+
+
+def _sampler_for(sampler_name: str, noise):
+    """ComfyUI's sampler; mirrored step noise when the NOISE input carries an antithetic group design."""
+    import comfy.samplers
+
+    design = getattr(noise, "design", None) or {}
+    group = design.get("group_size")
+    if group:
+        from .sampler_nodes import mirrored_sampler
+
+        return mirrored_sampler(sampler_name, int(group), design.get("layout", "interleaved"),
+                                int(design.get("design_size") or 0), design.get("mask"))
+    return comfy.samplers.sampler_object(sampler_name)
+
+
+def run_guided(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise, scale,
+               sigma_start, sigma_end, max_level_shift, level_estimator, noise=None, measure=False):
+    """``nodes.common_ksampler`` with the Noise Awareness guider: returns (latent dict, guider)."""
+    import comfy.model_management
+    import comfy.sample
+    import comfy.samplers
+    import comfy.utils
+    import latent_preview
+
+    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    batch_index = latent.get("batch_index")
+    if noise is None:
+        noise_t, noise_seed = private_prepare_noise(latent_image, seed, batch_index), seed
+    else:
+        noise_in = dict(latent)
+        noise_in["samples"] = latent_image
+        noise_t, noise_seed = noise.generate_noise(noise_in), noise.seed
+    sigmas = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
+                                     scheduler=scheduler, denoise=denoise, model_options=model.model_options).sigmas
+    sampler = _sampler_for(sampler_name, noise)
+    guider = make_guider(model, positive, negative, cfg, scale, sigma_start, sigma_end, max_level_shift,
+                         level_estimator, measure)
+    callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
+    disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
+    samples = guider.sample(noise_t, latent_image, sampler, sigmas, denoise_mask=latent.get("noise_mask"),
+                            callback=callback, disable_pbar=disable_pbar, seed=noise_seed)
+    out = latent.copy()
+    out["samples"] = samples.to(comfy.model_management.intermediate_device())
+    return out, guider
+
+
+def shift_summary(log: list[dict]) -> dict:
+    """Per-step numbers of a probed run (on-grid evaluations only) plus the cost relative to plain CFG."""
+    steps = []
+    for e in log:
+        if not e.get("on_grid", True):
+            continue
+        vals = [r for r in (e.get("ratio") or []) if r is not None]
+        steps.append({
+            "step": e["step"], "sigma": e["sigma"], "level": e["level"],
+            "ratio_mean": sum(vals) / len(vals) if vals else None,
+            "ratio_min": min(vals) if vals else None, "ratio_max": max(vals) if vals else None,
+            "ratio": e.get("ratio"), "corrected": e.get("applied", False),
+        })
+    regular = sum(e.get("regular_evaluations", 2) for e in log)
+    extra = sum(e.get("extra_evaluations", 0) for e in log)
+    return {"steps": steps, "model_evaluations": regular + extra, "regular_evaluations": regular,
+            "extra_evaluations": extra, "cost_vs_cfg": (regular + extra) / regular if regular else None}
+
+
+def render_shift_plot(summary: dict, title: str, width: int = 640, height: int = 360) -> torch.Tensor:
+    """sigma_hat / sigma per step as an IMAGE [1, H, W, 3] (PIL-drawn): mean line, per-image range, 1.0 line."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (255, 255, 255))
+    dr = ImageDraw.Draw(img)
+    left, right, top, bottom = 60, width - 20, 30, height - 40
+    pts = [s for s in summary["steps"] if s["ratio_mean"] is not None]
+    vals = [v for s in pts for v in (s["ratio_min"], s["ratio_max"])] + [1.0]
+    lo, hi = min(vals), max(vals)
+    pad = max(0.02, 0.1 * (hi - lo))
+    lo, hi = lo - pad, hi + pad
+    n = max((s["step"] for s in summary["steps"]), default=0)
+
+    def px(step, v):
+        x = left + (right - left) * (step / n if n else 0.5)
+        y = bottom - (bottom - top) * (v - lo) / (hi - lo)
+        return x, y
+
+    dr.rectangle([left, top, right, bottom], outline=(0, 0, 0))
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        _, y = px(0, v)
+        dr.line([left - 4, y, left, y], fill=(0, 0, 0))
+        dr.text((4, y - 6), f"{v:.3f}", fill=(0, 0, 0))
+    _, y1 = px(0, 1.0)
+    dr.line([left, y1, right, y1], fill=(150, 150, 150))
+    for s in pts:
+        x, ya = px(s["step"], s["ratio_min"])
+        _, yb = px(s["step"], s["ratio_max"])
+        dr.line([x, ya, x, yb], fill=(160, 190, 230), width=3)
+        if s["corrected"]:
+            dr.ellipse([x - 5, yb - 12, x + 5, yb - 2], outline=(200, 60, 60))
+    line = [px(s["step"], s["ratio_mean"]) for s in pts]
+    if len(line) > 1:
+        dr.line(line, fill=(30, 80, 180), width=2)
+    for x, y in line:
+        dr.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(30, 80, 180))
+    for s in summary["steps"]:
+        x, _ = px(s["step"], lo)
+        if n <= 30 or s["step"] % max(1, n // 15) == 0:
+            dr.text((x - 4, bottom + 4), str(s["step"]), fill=(0, 0, 0))
+    dr.text((left, 8), title, fill=(0, 0, 0))
+    dr.text((left, height - 18), "step  (blue: mean sigma_hat/sigma, bars: per-image range, red: corrected)",
+            fill=(80, 80, 80))
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr)[None]
+
+
+# --------------------------------------------------------------------------------------------- node inputs
+
+
+def _awareness_inputs(default_scale: float = DEFAULT_SCALE) -> list:
+    return [
+        io.Float.Input(
+            "awareness_scale", default=default_scale, min=0.0, max=4.0, step=0.05, round=0.001,
+            tooltip="w, the Noise Awareness Guidance strength. 0 = plain CFG (bit-identical to KSampler). The "
+                    "correction only acts where a state carries more noise than its step's nominal level.",
+        ),
+        io.Float.Input(
+            "sigma_start", default=DEFAULT_SIGMA_START, min=0.0, max=1000.0, step=0.01, round=0.0001,
+            tooltip="Upper end of the band where the guidance acts, as a noise-to-signal ratio sigma/alpha (= the "
+                    "sampler sigma for eps / v-prediction models, sigma/(1-sigma) for flow models). The first step is "
+                    "always skipped (its state is exact).",
+        ),
+        io.Float.Input(
+            "sigma_end", default=DEFAULT_SIGMA_END, min=0.0, max=1000.0, step=0.01, round=0.0001,
+            tooltip="Lower end of the band (same units as sigma_start). Below it the level is hard to identify and "
+                    "the correction is skipped.",
+        ),
+        io.Float.Input(
+            "max_level_shift", default=DEFAULT_MAX_SHIFT, min=0.0, max=4.0, step=0.01, round=0.001,
+            tooltip="One-sided clamp: the estimated level is limited to [sigma, sigma*(1+max_level_shift)]. States "
+                    "that look less noisy than nominal are never corrected (two-sided correction diverges).",
+        ),
+        io.Combo.Input(
+            "level_estimator", options=list(LEVEL_ESTIMATORS), default=DEFAULT_ESTIMATOR,
+            tooltip="How the actual noise level of a state is estimated. sure_residual (default): Stein's unbiased "
+                    "risk estimate with one extra conditional evaluation. calibrated_residual: re-noise the x0 "
+                    "estimate at the nominal level and compare residuals (one extra evaluation; biased high where "
+                    "sigma is near the image's fine-detail scale). naive_residual: no extra evaluation, strongly "
+                    "biased low at small sigma (it rarely triggers a correction).",
+        ),
+    ]
+
+
+def _ksampler_inputs() -> list:
+    import comfy.samplers
+
+    return [
+        io.Model.Input("model", tooltip="The model used for denoising (eps, v-prediction incl. zero-SNR, or flow)."),
+        io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                     tooltip="Seed of the initial noise (ignored when a NOISE input is connected) and of the guidance's "
+                             "probe noise."),
+        io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Number of sampling steps."),
+        io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance scale, as in KSampler."),
+        io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler",
+                       tooltip="The ComfyUI sampler. With an antithetic NOISE input, ancestral/SDE samplers get mirrored "
+                               "step noise."),
+        io.Combo.Input("scheduler", options=list(comfy.samplers.KSampler.SCHEDULERS), default="normal",
+                       tooltip="The ComfyUI scheduler (noise schedule)."),
+        io.Conditioning.Input("positive", tooltip="Conditioning to include; the guidance acts on this branch."),
+        io.Conditioning.Input("negative", tooltip="Conditioning to exclude (the CFG negative)."),
+        io.Latent.Input("latent_image", tooltip="The latent to denoise (empty latent for txt2img)."),
+        io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Amount of denoising, as in KSampler (< 1 for img2img)."),
+    ]
+
+
+def _noise_input() -> io.Noise.Input:
+    return io.Noise.Input(
+        "noise", optional=True,
+        tooltip="Optional NOISE (e.g. Antithetic Latent Noise, Sobol RQMC Latent Batch) instead of the seed's iid "
+                "noise. With an antithetic design and an ancestral/SDE sampler the step noise is mirrored too.",
+    )
+
+
+# --------------------------------------------------------------------------------------------- nodes
+
+
+class NoiseAwarenessGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="NoiseAwarenessGuider",
+            display_name="Noise Awareness Guider",
+            category=CATEGORY,
+            description=(
+                "GUIDER for SamplerCustomAdvanced: CFG plus a training-free Noise Awareness Guidance correction. At "
+                "each step inside the band it estimates the noise level the state actually carries and, when that "
+                "is above the step's nominal level (noise shift), steers the denoiser with the paper's guidance "
+                "along the noise-level axis, using the model at the estimated level in place of a noise-unconditional "
+                f"branch. {PAPER}. Costs one extra conditional evaluation per in-band step, plus one where a "
+                "correction is applied. Works with eps, v-prediction (incl. zero-SNR) and flow models."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The model (eps, v-prediction incl. zero-SNR, or flow)."),
+                io.Conditioning.Input("positive", tooltip="Conditioning to include; the guidance acts on this branch."),
+                io.Conditioning.Input("negative", tooltip="Conditioning to exclude (the CFG negative)."),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale, as in CFGGuider."),
+                *_awareness_inputs(),
+            ],
+            outputs=[io.Guider.Output(tooltip="GUIDER for SamplerCustomAdvanced.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, awareness_scale, sigma_start, sigma_end, max_level_shift,
+                level_estimator) -> io.NodeOutput:
+        return io.NodeOutput(make_guider(model, positive, negative, cfg, awareness_scale, sigma_start, sigma_end,
+                                         max_level_shift, level_estimator))
+
+
+class NoiseAwarenessGuidedKSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="NoiseAwarenessGuidedKSampler",
+            display_name="NAG Guided KSampler (Noise Awareness Guidance)",
+            category=CATEGORY,
+            description=(
+                "KSampler with training-free Noise Awareness Guidance: the KSampler's inputs plus the guidance "
+                "strength, band, clamp and level estimator, and an optional NOISE input (Antithetic / Sobol noise "
+                f"plug straight in). {PAPER}. With awareness_scale 0 the output equals KSampler exactly. Built from "
+                "ComfyUI's own noise, scheduler, sampler and guider objects."
+            ),
+            inputs=[*_ksampler_inputs(), *_awareness_inputs(), _noise_input()],
+            outputs=[io.Latent.Output(tooltip="The denoised latent.")],
+        )
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
+                awareness_scale, sigma_start, sigma_end, max_level_shift, level_estimator,
+                noise=None) -> io.NodeOutput:
+        out, _ = run_guided(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+                            denoise, awareness_scale, sigma_start, sigma_end, max_level_shift, level_estimator, noise)
+        return io.NodeOutput(out)
+
+
+class NoiseShiftProbe(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="NoiseShiftProbe",
+            display_name="Noise Shift Probe",
+            category=CATEGORY,
+            description=(
+                "Runs a KSampler-style sampling and measures, at every step, the ratio sigma_hat/sigma between the "
+                "noise level each state actually carries (estimated with the chosen level estimator, one extra "
+                "conditional evaluation per step) and the step's nominal level. Noise shift (Zhong et al., arXiv "
+                "2510.12497) shows up as ratios above 1, typically late in sampling. Use it to see whether a model "
+                "and sampler drift at all before turning Noise Awareness Guidance up (awareness_scale 0 = measure "
+                "only). Returns a plot, the numbers as JSON and the latent. Unrelated to Normalized Attention "
+                "Guidance; the level estimate is a training-free approximation."
+            ),
+            inputs=[*_ksampler_inputs(), *_awareness_inputs(default_scale=0.0), _noise_input()],
+            outputs=[
+                io.Image.Output("plot", tooltip="sigma_hat/sigma per step (mean line, per-image range)."),
+                io.String.Output("numbers", tooltip="JSON: per-step ratios, corrected steps, model evaluations."),
+                io.Latent.Output("latent", tooltip="The sampled latent of the probed run."),
+            ],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise,
+                awareness_scale, sigma_start, sigma_end, max_level_shift, level_estimator,
+                noise=None) -> io.NodeOutput:
+        out, guider = run_guided(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+                                 denoise, awareness_scale, sigma_start, sigma_end, max_level_shift, level_estimator,
+                                 noise, measure=True)
+        summary = shift_summary(getattr(guider, "shift_log", []))
+        summary.update({"sampler": sampler_name, "scheduler": scheduler, "steps": steps, "cfg": cfg,
+                        "awareness_scale": awareness_scale, "level_estimator": level_estimator,
+                        "band": [sigma_end, sigma_start], "max_level_shift": max_level_shift})
+        title = f"noise shift: {sampler_name}/{scheduler}, {steps} steps, w={awareness_scale:g}, {level_estimator}"
+        plot = render_shift_plot(summary, title)
+        text = json.dumps(summary, indent=1)
+        return io.NodeOutput(plot, text, out, ui=ui.PreviewText(text))
+
+
+NODES = [NoiseAwarenessGuider, NoiseAwarenessGuidedKSampler, NoiseShiftProbe]
