@@ -323,7 +323,7 @@ def _ws_reader(server: Server, events: queue.Queue, stop: threading.Event) -> No
         ws = None
         try:
             ws = websocket.create_connection(server.ws_url, timeout=10, enable_multithread=True)
-            ws.settimeout(1.0)
+            ws.settimeout(0.25)
             server.ws_connected.set()
             events.put(("ws_open", server, None))
             while not stop.is_set() and server.alive:
@@ -588,13 +588,14 @@ class BatchRunner:
                 break
             if failed_stop and inflight == 0:
                 break
+            if not failed_stop and counts["failed"] and not self.keep_going:
+                failed_stop = True
+                if todo:
+                    self.log(f"stopping after the failure: {len(todo)} job(s) not queued "
+                             "(--keep-going to continue past failures; rerun with the same manifest to resume)")
+                continue
             if not failed_stop:
                 self._fill(todo, counts)
-                if counts["failed"] and not self.keep_going:
-                    failed_stop = True
-                    if todo:
-                        self.log(f"stopping after the failure: {len(todo)} job(s) not queued "
-                                 "(--keep-going to continue past failures; rerun with the same manifest to resume)")
             try:
                 kind, srv, payload = self.events.get(timeout=0.25)
                 self._handle(kind, srv, payload, counts, todo)
