@@ -551,7 +551,7 @@ class ComfyServer:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"prompt {prompt_id} not finished after {timeout} s")
             time.sleep(poll)
-            poll = min(poll * 1.5, 1.0)
+            poll = min(poll * 1.5, 0.25)
 
     def run(self, prompt_graph: dict, timeout: float = 600) -> dict:
         """``queue`` + ``wait``: return the history entry."""
@@ -706,6 +706,10 @@ def txt2img_graph(
       They get ids ``model1``, ``model2`` ...
     * ``extra_nodes``: ``{id: spec}`` added as is (``@`` references resolved), e.g. a metrics node on
       ``"@image"`` or a second SaveImage.
+
+    ``save=False`` leaves no output node: add one through ``extra_nodes`` (ComfyUI rejects a prompt without
+    outputs), e.g. ``{"preview": {"class_type": "PreviewImage", "inputs": {"images": "@image"}}}`` needs
+    ``save=True`` for ``@image``; a node on ``"@samples"`` works either way.
 
     Identical prompts are served from ComfyUI's cache: vary ``seed`` (or a node input) between runs that
     must execute. Returns a new dict each call; edit it freely before ``comfy_server.queue(graph)``.
