@@ -355,6 +355,15 @@ CI: 0.48, 0.54
     assert nums["estimate"] == [0.512, 0.031]
     assert nums["CI"] == [0.48, 0.54]
     assert numbers_from_text('{"a": 1, "b": {"c": [1.5, 2]}}') == {"a": 1, "b.c": [1.5, 2]}
+    # the summaries our metric / CI nodes show on the node
+    pdm = numbers_from_text("interleaved pairs, 2 pair(s) of 4 images\nPearson correlation: -0.6234 (reference 0.08, "
+                            "-850.0%)\nVendi score (whole batch): 3.1\nCLIP cosine distance: n/a")
+    assert pdm == {"Pearson correlation": -0.6234, "Pearson correlation.reference": 0.08,
+                   "Vendi score (whole batch)": 3.1}
+    ci = numbers_from_text("mean brightness: 0.51234  [0.4012, 0.6235]  (95% CI, antithetic pairs, pair units, dof 3)"
+                           "\nefficiency vs iid at the same N: 3.2x (rho -0.52)")
+    assert ci == {"mean brightness": 0.51234, "mean brightness.low": 0.4012, "mean brightness.high": 0.6235,
+                  "efficiency vs iid at the same N": 3.2, "efficiency vs iid at the same N.rho": -0.52}
 
 
 def test_split_outputs_files_ui_numbers():

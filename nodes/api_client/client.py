@@ -158,6 +158,9 @@ def format_execution_error(msg: dict, prompt: dict | None = None) -> str:
 _NUM = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan"
 _LABELLED = re.compile(rf"^\s*[-*]?\s*([A-Za-z][\w ()/%.,\-']*?)\s*[:=]\s*((?:{_NUM})(?:\s*(?:,|±|\+/-|to|–)?\s*(?:{_NUM}))*)\s*[%]?\s*$", re.I)
 _NUMS = re.compile(_NUM, re.I)
+_LEADING = re.compile(rf"^\s*[-*]?\s*([A-Za-z][\w ()/%.,\-']*?)\s*[:=]\s*(({_NUM})(?![\d.]).*)$", re.I)
+_INTERVAL = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*\]", re.I)
+_NAMED = re.compile(rf"\(\s*([A-Za-z]\w*)\s+({_NUM})(?![\w.])", re.I)
 
 
 def _num(text: str) -> float | None:
@@ -202,6 +205,16 @@ def numbers_from_text(text: str) -> dict[str, Any]:
         if m:
             vals = [float(x) for x in _NUMS.findall(m.group(2))]
             out[m.group(1).strip()] = vals[0] if len(vals) == 1 else vals
+            continue
+        m = _LEADING.match(line)
+        if m:  # "label: 0.51  [0.40, 0.62]  (reference 0.08, ...)" -> label, label.low/high, label.reference
+            label, rest = m.group(1).strip(), m.group(2)
+            out[label] = float(m.group(3))
+            ci = _INTERVAL.search(rest)
+            if ci:
+                out[f"{label}.low"], out[f"{label}.high"] = float(ci.group(1)), float(ci.group(2))
+            for name, val in _NAMED.findall(rest):
+                out.setdefault(f"{label}.{name}", float(val))
     return out
 
 
