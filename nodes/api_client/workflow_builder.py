@@ -28,6 +28,8 @@ from .convert import widget_names
 PACK_CNR_ID = "antithetic-sampling"
 CORE_CNR_ID = "comfy-core"
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
+MODEL_FILE_INPUTS = {"ckpt_name", "unet_name", "vae_name", "lora_name", "control_net_name", "model_name",
+                     "style_model_name", "clip_vision_name", "gligen_name"}
 
 # LiteGraph metrics used by the frontend to size nodes (measured on saved templates: a KSampler with 4 input
 # rows and 7 widgets is 262 px high, a one-widget one-socket node 58 px).
@@ -287,9 +289,7 @@ class UIGraph:
 
 def _is_model_list(name: str) -> bool:
     """Model-file combos: the builder's server may not have the user's model files."""
-    return name.endswith("_name") or name in {"ckpt_name", "unet_name", "vae_name", "lora_name"} or name.startswith(
-        "clip_name"
-    )
+    return name in MODEL_FILE_INPUTS or name.startswith("clip_name")
 
 
 def _types_match(out_type: str, in_type: str) -> bool:
