@@ -688,7 +688,7 @@ def txt2img_graph(
         sigmas      BasicScheduler(scheduler, steps, denoise) <- ``sigmas=``
         guider      CFGGuider(cfg)                          <- ``guider=``
         sample      SamplerCustomAdvanced(noise, guider, sampler, sigmas, latent)
-        decode      VAEDecode(sample.0)  ->  save  SaveImage(filename_prefix)   (``save=False`` drops both)
+        decode      VAEDecode(sample.0)  ->  save  SaveImage(filename_prefix)   (``save=False`` drops save)
 
     A *node spec* is ``{"class_type": "...", "inputs": {...}}``. Inside its inputs, these strings become links:
     ``"@model"`` (the final, patched MODEL), ``"@clip"``, ``"@vae"``, ``"@positive"``, ``"@negative"``,
@@ -707,9 +707,9 @@ def txt2img_graph(
     * ``extra_nodes``: ``{id: spec}`` added as is (``@`` references resolved), e.g. a metrics node on
       ``"@image"`` or a second SaveImage.
 
-    ``save=False`` leaves no output node: add one through ``extra_nodes`` (ComfyUI rejects a prompt without
-    outputs), e.g. ``{"preview": {"class_type": "PreviewImage", "inputs": {"images": "@image"}}}`` needs
-    ``save=True`` for ``@image``; a node on ``"@samples"`` works either way.
+    ``save=False`` drops the SaveImage node (``decode`` stays): then add an output node through ``extra_nodes``
+    (ComfyUI rejects a prompt without outputs), e.g.
+    ``{"preview": {"class_type": "PreviewImage", "inputs": {"images": "@image"}}}``.
 
     Identical prompts are served from ComfyUI's cache: vary ``seed`` (or a node input) between runs that
     must execute. Returns a new dict each call; edit it freely before ``comfy_server.queue(graph)``.
@@ -784,10 +784,11 @@ def txt2img_graph(
         },
     }
     refs["@samples"] = [SAMPLE, 0]
+    # VAEDecode is always there (ComfyUI runs only what an output node needs, so unused it costs nothing).
+    g[DECODE] = {"class_type": "VAEDecode", "inputs": {"samples": [SAMPLE, 0], "vae": list(refs["@vae"])}}
+    refs["@image"] = [DECODE, 0]
     if save:
-        g[DECODE] = {"class_type": "VAEDecode", "inputs": {"samples": [SAMPLE, 0], "vae": list(refs["@vae"])}}
         g[SAVE] = {"class_type": "SaveImage", "inputs": {"images": [DECODE, 0], "filename_prefix": filename_prefix}}
-        refs["@image"] = [DECODE, 0]
     for nid, spec in (extra_nodes or {}).items():
         g[nid] = resolve(spec)
     return g

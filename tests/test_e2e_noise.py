@@ -179,6 +179,23 @@ def test_batch_index_slice_matches_full_batch(comfy_server, comfy_graph):
     assert np.abs(alone - full[3]).mean() > 5 * max(diff, 0.5)
 
 
+@pytest.mark.parametrize("model_sampling", ["v_prediction", "flow"])
+def test_graph_helper_model_sampling_and_preview(comfy_server, comfy_graph, model_sampling):
+    """The fixture's graph variants other issues rely on: a patched model_sampling and a PreviewImage output."""
+    graph = comfy_graph(
+        antithetic(seed=71),
+        antithetic_sampler("euler_ancestral"),
+        batch_size=2,
+        steps=2,
+        model_sampling=model_sampling,
+        save=False,
+        extra_nodes={"preview": {"class_type": "PreviewImage", "inputs": {"images": "@image"}}},
+    )
+    history = comfy_server.run(graph)
+    images = comfy_server.images(history, node_id="preview")
+    assert len(images) == 2 and images[0].size == (64, 64)
+
+
 # ------------------------------------------------------------------------------------------ errors
 
 
