@@ -482,7 +482,7 @@ class NoiseShiftProbe(io.ComfyNode):
                                  denoise, awareness_scale, sigma_start, sigma_end, max_level_shift, level_estimator,
                                  noise, measure=True)
         summary = shift_summary(getattr(guider, "shift_log", []))
-        summary.update({"sampler": sampler_name, "scheduler": scheduler, "steps": steps, "cfg": cfg,
+        summary.update({"sampler": sampler_name, "scheduler": scheduler, "num_steps": steps, "cfg": cfg,
                         "awareness_scale": awareness_scale, "level_estimator": level_estimator,
                         "band": [sigma_end, sigma_start], "max_level_shift": max_level_shift})
         title = f"noise shift: {sampler_name}/{scheduler}, {steps} steps, w={awareness_scale:g}, {level_estimator}"
