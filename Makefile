@@ -10,7 +10,7 @@ export OMP_NUM_THREADS ?= 1
 setup: $(VENV)/.ready
 
 $(VENV)/.ready: pyproject.toml
-	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build of torch, pinned: ComfyUI owns torch in a real install, the pack never pulls it.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
@@ -31,7 +31,7 @@ bench: setup
 	$(BIN)/antithetic-sampling bench --readme README.md
 
 lint: setup
-	$(BIN)/ruff check .
+	$(BIN)/python -m ruff check .
 
 clean:
 	rm -rf $(VENV) demo_out bench_out .pytest_cache
