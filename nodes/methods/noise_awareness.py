@@ -102,12 +102,12 @@ def naive_level(x_v: torch.Tensor, d_c: torch.Tensor) -> torch.Tensor:
 
 
 def sure_level(s_v: torch.Tensor, r2: torch.Tensor, trace_j: torch.Tensor, dim: int) -> torch.Tensor:
-    """SURE estimate s_hat = s_v sqrt(r^2 / (d s_v^2 - s_v^2 tr J)); s_v where the level is not identifiable."""
+    """SURE estimate s_hat = s_v sqrt(r^2 / (d s_v^2 - s_v^2 tr J)); NaN where the level is not identifiable."""
     s_v = s_v.double()
     frac = 1.0 - trace_j.double() / dim  # share of the state that is noise according to the model
     pred = dim * s_v.pow(2) * frac.clamp_min(1e-12)
     est = s_v * (r2.double() / pred).sqrt()
-    return torch.where(frac >= MIN_NOISE_FRACTION, est, s_v).to(torch.float32)
+    return torch.where(frac >= MIN_NOISE_FRACTION, est, torch.full_like(est, math.nan)).to(torch.float32)
 
 
 def calibrated_level(s_v: torch.Tensor, r2: torch.Tensor, r2_ref: torch.Tensor) -> torch.Tensor:
@@ -263,7 +263,7 @@ def guidance_step(
     The D_hat_c evaluation is skipped when no item's clamped level exceeds s_v (the correction is then exactly 0),
     so a model that does not drift costs only the calibration evaluation.
 
-    Returns (denoised, info) with info = {"s_hat": raw estimate [B], "s_used": clamped level [B],
+    Returns (denoised, info) with info = {"s_hat": raw estimate [B] (NaN: not identifiable), "s_used": clamped level [B],
     "evaluations": extra conditional evaluations made (in units of the batch), "applied": bool}.
     """
     if estimator not in LEVEL_ESTIMATORS:
@@ -289,7 +289,8 @@ def guidance_step(
     else:
         s_hat = naive_level(x_v, d_c)
     s_hat = s_hat.double()
-    s_used = clamp_level(s_hat, s_v, max_shift, one_sided)
+    # NaN = not identifiable (SURE): treat as "at the nominal level", i.e. no correction for that item.
+    s_used = clamp_level(torch.where(torch.isnan(s_hat), s_v, s_hat), s_v, max_shift, one_sided)
     info = {"s_hat": s_hat.float(), "s_used": s_used.float(), "evaluations": evals, "applied": False}
     if not apply or w == 0 or bool(torch.all(s_used == s_v)):
         return d_cfg, info
