@@ -864,9 +864,18 @@ class BatchRunner:
             self._try(srv, "POST", "/queue", {"delete": pids})
             q = self._try(srv, "GET", "/queue") or {}
             running = {item[1] for item in q.get("queue_running", [])}
-            for pid in pids:
-                if pid in running:
-                    self._try(srv, "POST", "/interrupt", {"prompt_id": pid})
+            interrupted = [pid for pid in pids if pid in running]
+            for pid in interrupted:
+                self._try(srv, "POST", "/interrupt", {"prompt_id": pid})
+            # the interrupt lands at the next step or node boundary: wait (briefly) until it is off the queue
+            deadline = time.time() + 10
+            while interrupted and time.time() < deadline:
+                time.sleep(0.1)
+                q = self._try(srv, "GET", "/queue")
+                if q is None:
+                    break
+                running = {item[1] for item in q.get("queue_running", [])}
+                interrupted = [pid for pid in interrupted if pid in running]
         for srv, fl in ours:
             # a prompt that finished meanwhile is collected, not thrown away
             entry = None
