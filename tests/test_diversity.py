@@ -296,3 +296,23 @@ def test_plots_render_to_image_tensors():
     assert t.ndim == 4 and t.shape[0] == 1 and t.shape[-1] == 3
     assert t.dtype == torch.float32 and 0.0 <= float(t.min()) and float(t.max()) <= 1.0
     assert float(t.std()) > 0.05  # something was drawn
+
+
+# ---------------------------------------------------------------- bench smoke test
+
+
+def test_metric_bench_writes_json_markdown_and_readme_block(tmp_path):
+    import json
+
+    from antithetic_sampling.nodes.evidence import metric_bench
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- BEGIN:metric-results -->\nold\n<!-- END:metric-results -->\ntail\n")
+    rc = metric_bench.main(["--n", "4", "--size", "24", "--all-pairs", "4", "--repeats", "1", "--out",
+                            str(tmp_path / "out"), "--readme", str(readme)])
+    assert rc == 0
+    data = json.loads((tmp_path / "out" / "metric_bench.json").read_text())
+    assert data["pairs_mode"]["pairs"] == 2 and data["all_pairs"][0]["pairs"] == 6
+    text = readme.read_text()
+    assert "old" not in text and "interleaved pairs" in text and text.endswith("tail\n")
+    assert (tmp_path / "out" / "metric_bench.md").read_text().startswith("Pair Diversity Metric")
