@@ -307,12 +307,12 @@ def test_metric_bench_writes_json_markdown_and_readme_block(tmp_path):
     from antithetic_sampling.nodes.evidence import metric_bench
 
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- BEGIN:metric-results -->\nold\n<!-- END:metric-results -->\ntail\n")
+    readme.write_text("intro\n<!-- BEGIN:metric-results -->\nSTALE TABLE\n<!-- END:metric-results -->\ntail\n")
     rc = metric_bench.main(["--n", "4", "--size", "24", "--all-pairs", "4", "--repeats", "1", "--out",
                             str(tmp_path / "out"), "--readme", str(readme)])
     assert rc == 0
     data = json.loads((tmp_path / "out" / "metric_bench.json").read_text())
     assert data["pairs_mode"]["pairs"] == 2 and data["all_pairs"][0]["pairs"] == 6
     text = readme.read_text()
-    assert "old" not in text and "interleaved pairs" in text and text.endswith("tail\n")
+    assert "STALE TABLE" not in text and "interleaved pairs" in text and text.endswith("tail\n")
     assert (tmp_path / "out" / "metric_bench.md").read_text().startswith("Pair Diversity Metric")

@@ -144,9 +144,13 @@ def build_denoiser(arch: dict | None = None, schedule: dict | None = None) -> Di
     schedule = dict(DEFAULT_SCHEDULE if schedule is None else schedule)
     if arch.get("type", "residual_mlp") != "residual_mlp":
         raise ValueError(f"unknown digits denoiser architecture {arch.get('type')!r}")
-    net = DigitsMLP(
-        int(arch["width"]), int(arch["depth"]), int(arch["emb_dim"]), int(arch["in_channels"]), int(arch["resolution"])
-    )
+    # nn.Linear initialises itself from the global RNG; fork it so building a model never changes the caller's
+    # random stream (the weights are loaded, or re-drawn from a private generator by train.init_parameters).
+    with torch.random.fork_rng(devices=[]):
+        net = DigitsMLP(
+            int(arch["width"]), int(arch["depth"]), int(arch["emb_dim"]), int(arch["in_channels"]),
+            int(arch["resolution"]),
+        )
     return DigitsDenoiser(net, schedule, {"arch": arch, "schedule": schedule})
 
 

@@ -61,9 +61,23 @@ def split(x: torch.Tensor, seed: int = DATA_SEED, fraction: float = VAL_FRACTION
     return x[perm[n_val:]], x[perm[:n_val]]
 
 
+@torch.no_grad()
+def init_parameters(net: torch.nn.Module, gen: torch.Generator) -> None:
+    """PyTorch's default ``nn.Linear`` initialisation, drawn from a private generator (never the global RNG).
+
+    weight ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (= kaiming_uniform with a = sqrt(5)), bias from the same range.
+    """
+    for module in net.modules():
+        if isinstance(module, torch.nn.Linear):
+            bound = 1.0 / math.sqrt(module.in_features)
+            module.weight.uniform_(-bound, bound, generator=gen)
+            if module.bias is not None:
+                module.bias.uniform_(-bound, bound, generator=gen)
+
+
 def train(
     out_dir: pathlib.Path,
-    steps: int = 3000,
+    steps: int = 20000,
     batch: int = 256,
     lr: float = 2e-3,
     seed: int = 0,
@@ -78,8 +92,8 @@ def train(
     x_train, x_val = split(x_all)
     schedule = dict(DEFAULT_SCHEDULE)
     schedule["sigma_data"] = round(float(x_train.std()), 4)
-    torch.manual_seed(seed)  # parameter initialisation only; data/noise use the private generator below
     model = build_denoiser(arch, schedule)
+    init_parameters(model.net, torch.Generator().manual_seed(seed))
     ema = copy.deepcopy(model.net)
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -152,7 +166,7 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="antithetic-sampling train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(WEIGHTS_DIR), help="output folder (default: the shipped weights folder)")
-    ap.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
+    ap.add_argument("--steps", type=int, default=20000, help="optimizer steps (default 20000, as shipped)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
