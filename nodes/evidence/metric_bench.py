@@ -25,6 +25,7 @@ import torch
 
 from ..methods import confidence as ci
 from ..methods import diversity as dv
+from .noise_timing import replace_block
 
 
 def synthetic_batches(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,18 +136,6 @@ def markdown(r: dict) -> str:
     lines.append("")
     lines.append(f"torch {r['torch']}, {r['processor']}.")
     return "\n".join(lines)
-
-
-def replace_block(path: pathlib.Path, name: str, text: str) -> bool:
-    """Rewrite the block between <!-- BEGIN:name --> and <!-- END:name --> (False if the markers are missing)."""
-    src = path.read_text(encoding="utf-8")
-    begin, end = f"<!-- BEGIN:{name} -->", f"<!-- END:{name} -->"
-    if begin not in src or end not in src:
-        return False
-    head, rest = src.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{text.strip()}\n{end}{tail}", encoding="utf-8")
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
