@@ -364,6 +364,10 @@ CI: 0.48, 0.54
                            "\nefficiency vs iid at the same N: 3.2x (rho -0.52)")
     assert ci == {"mean brightness": 0.51234, "mean brightness.low": 0.4012, "mean brightness.high": 0.6235,
                   "efficiency vs iid at the same N": 3.2, "efficiency vs iid at the same N.rho": -0.52}
+    # prose lines of a markdown report are not numbers (it once gave "Reference": 2.0)
+    prose = numbers_from_text("Reference: 2 pair(s) of 4 images, same pairing; change = batch - reference\n"
+                              "Note: 3 images were clipped\nVendi score: 3.1")
+    assert prose == {"Vendi score": 3.1}
 
 
 def test_split_outputs_files_ui_numbers():

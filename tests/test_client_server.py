@@ -9,8 +9,10 @@ two servers with one dying mid-run (every job done exactly once, the manifest sa
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +27,7 @@ aiohttp = pytest.importorskip("aiohttp")
 pytest.importorskip("websocket")
 from aiohttp import web  # noqa: E402
 from antithetic_sampling.nodes.api_client.cli import main as cli_main  # noqa: E402
-from antithetic_sampling.nodes.api_client.client import BatchRunner  # noqa: E402
+from antithetic_sampling.nodes.api_client.client import BatchRunner, InFlight  # noqa: E402
 from antithetic_sampling.nodes.api_client.jobs import build_jobs, parse_sweep  # noqa: E402
 from antithetic_sampling.nodes.api_client.manifest import Manifest  # noqa: E402
 
@@ -470,6 +472,35 @@ def test_two_servers_one_dies_every_job_exactly_once(fake, tmp_path):
     assert set(by_server[a.url]) <= set(a.executions) and set(by_server[b.url]) <= set(b.executions)
     for r in recs:
         assert (tmp_path / "out" / r["files"][0]["path"]).exists()
+
+
+def test_progress_bar_moves_forward_and_does_not_flood_a_log(fake, tmp_path, capsys):
+    """Found by the soak: the bar was redrawn on every websocket message (thousands of lines in a log file)."""
+    srv = fake(step_time=0.03)
+    res = _runner([srv], tmp_path, progress=True).run(_jobs("3.seed=0..9"))
+    assert res.exit_code == 0 and res.done == 10
+    shown = [float(x) for x in re.findall(r"\| *([\d.]+)/10 \[", capsys.readouterr().err)]
+    assert shown and shown[-1] == 10
+    assert shown == sorted(shown)  # never backwards
+    assert len(shown) <= 2 * 10 + 4  # about one redraw per finished prompt on a non-terminal
+
+
+def test_progress_share_never_goes_back_with_several_progress_nodes(tmp_path):
+    """Found by the soak: each sampler and metric node reports its own steps, so value/max jumped back."""
+    runner = BatchRunner(["http://127.0.0.1:9"], tmp_path / "out", progress=False, log=lambda s: None)
+    srv = runner.servers[0]
+    job = _jobs("3.seed=0..0")[0]  # 3 nodes, none cached
+    fl = srv.inflight["p1"] = InFlight(job, "p1", srv, queued_at=time.time())
+    counts, todo, seen = collections.Counter(), collections.deque(), []
+    for typ, data in [("execution_start", {}), ("execution_cached", {"nodes": []}), ("executing", {"node": "3"}),
+                      ("progress", {"value": 1, "max": 3}), ("progress", {"value": 3, "max": 3}),
+                      ("executing", {"node": "12"}), ("progress", {"value": 1, "max": 4}),
+                      ("executing", {"node": "9"})]:
+        runner._handle("ws", srv, {"type": typ, "data": {"prompt_id": "p1", **data}}, counts, todo)
+        seen.append(fl.frac)
+    assert seen == sorted(seen) and 0 < seen[-1] < 1
+    assert seen[3] == pytest.approx(1 / 9) and seen[4] == pytest.approx(1 / 3)  # node 3 done: one node of three
+    assert seen[-1] == pytest.approx(2 / 3) and not counts and not todo
 
 
 def test_cli_sigint_cancels_only_own_prompts(fake, tmp_path):

@@ -158,7 +158,9 @@ def format_execution_error(msg: dict, prompt: dict | None = None) -> str:
 _NUM = r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan"
 _LABELLED = re.compile(rf"^\s*[-*]?\s*([A-Za-z][\w ()/%.,\-']*?)\s*[:=]\s*((?:{_NUM})(?:\s*(?:,|±|\+/-|to|–)?\s*(?:{_NUM}))*)\s*[%]?\s*$", re.I)
 _NUMS = re.compile(_NUM, re.I)
-_LEADING = re.compile(rf"^\s*[-*]?\s*([A-Za-z][\w ()/%.,\-']*?)\s*[:=]\s*(({_NUM})(?![\d.]).*)$", re.I)
+# "label: value" followed only by an interval, a parenthesis, % or a factor x: prose such as
+# "Reference: 2 pair(s) of 4 images, ..." is not a number of the node.
+_LEADING = re.compile(rf"^\s*[-*]?\s*([A-Za-z][\w ()/%.,\-']*?)\s*[:=]\s*(({_NUM})(?![\d.])(?:\s*$|\s*[\[(%]|x\b|×).*)$", re.I)
 _INTERVAL = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*\]", re.I)
 _NAMED = re.compile(rf"\(\s*([A-Za-z]\w*)\s+({_NUM})(?![\w.])", re.I)
 
@@ -272,8 +274,11 @@ class InFlight:
     queued_at: float
     started_at: float | None = None
     last_activity: float = 0.0
-    frac: float = 0.0
+    frac: float = 0.0  # progress bar share: nodes run + the running node's step fraction, never decreasing
     cached: int = 0
+    node: str | None = None  # the node running now (last ``executing``)
+    nodes_run: int = 0  # nodes finished before it
+    step: float = 0.0  # value / max of the running node's last ``progress``
     adopted: bool = False
     finishing: bool = False
 
@@ -425,6 +430,10 @@ class BatchRunner:
         self._seen_messages: set[str] = set()
         self.messages: list[str] = []
         self._bar = None
+        self._bar_postfix = ""
+        self._bar_shown = 0.0
+        # redraws between count changes: a terminal is redrawn in place, a log file gets a new line each time
+        self._bar_interval = 0.5 if sys.stderr.isatty() else 10.0
 
     # ------------------------------------------------------------------ small helpers
     def log(self, text: str) -> None:
@@ -625,12 +634,18 @@ class BatchRunner:
         if self._bar is None:
             return
         partial = sum(fl.frac for s in self.servers for fl in s.inflight.values())
-        self._bar.n = round(counts["done"] + counts["failed"] + min(partial, 0.99 * len(self.servers) * self.max_in_flight), 2)
-        self._bar.set_postfix_str(
-            f"ok={counts['done']} failed={counts['failed']} servers={len(self._live())}/{len(self.servers)}",
-            refresh=False,
-        )
+        n = round(counts["done"] + counts["failed"] + min(partial, 0.99 * len(self.servers) * self.max_in_flight), 2)
+        postfix = f"ok={counts['done']} failed={counts['failed']} servers={len(self._live())}/{len(self.servers)}"
+        now = time.monotonic()
+        # redraw when a count changes, otherwise at most every _bar_interval s (this runs several times a second)
+        if postfix == self._bar_postfix and (n == self._bar.n or now - self._bar_shown < self._bar_interval):
+            return
+        self._bar.n = n
+        if postfix != self._bar_postfix:
+            self._bar_postfix = postfix
+            self._bar.set_postfix_str(postfix, refresh=False)
         self._bar.refresh()
+        self._bar_shown = now
 
     def _fill(self, todo: collections.deque, counts: dict) -> None:
         while todo:
@@ -700,15 +715,32 @@ class BatchRunner:
             fl.cached = len(data.get("nodes") or [])
         elif typ == "progress":
             try:
-                fl.frac = max(0.0, min(0.99, float(data.get("value", 0)) / float(data.get("max") or 1)))
+                fl.step = max(0.0, min(1.0, float(data.get("value", 0)) / float(data.get("max") or 1)))
             except (TypeError, ValueError):
                 pass
+            self._progress(fl)
         elif typ == "executing":
             fl.started_at = fl.started_at or time.time()
-            if data.get("node") is None:
+            node = data.get("node")
+            if node is None:
                 self._finish(fl, counts, todo)
+            elif node != fl.node:
+                if fl.node is not None:
+                    fl.nodes_run += 1
+                fl.node, fl.step = node, 0.0
+                self._progress(fl)
         elif typ in ("execution_error", "execution_interrupted"):
             fl.frac = 0.0
+
+    @staticmethod
+    def _progress(fl: InFlight) -> None:
+        """Share of the prompt done: nodes run (plus the running node's steps) over the nodes not cached.
+
+        Several nodes report ``progress`` (each sampler, a metric node, ...): the step fraction of one node alone
+        would make the bar jump back and forth.
+        """
+        to_run = max(1, len(fl.job.prompt) - fl.cached)
+        fl.frac = max(fl.frac, min(0.99, (fl.nodes_run + fl.step) / to_run))
 
     # ------------------------------------------------------------------ completion
     def _finish(self, fl: InFlight, counts: dict, todo: collections.deque, entry: dict | None = None) -> bool:
