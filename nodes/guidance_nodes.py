@@ -7,7 +7,11 @@ bare "NAG". The math (VE coordinates, equation (1), clamp, band, level estimator
 * ``NoiseAwarenessCFGGuider`` — a ``comfy.samplers.CFGGuider`` subclass that overrides only ``predict_noise``.
   It calls ``super().predict_noise`` (so model patches, pre/post-CFG hooks, CFG++ samplers, PAG, APG keep
   working), reads the conditional x0-estimate D_c from a post-CFG hook appended for that one call, then makes
-  its extra conditional evaluations with ``comfy.samplers.calc_cond_batch`` at other levels.
+  its extra conditional evaluations with ``comfy.samplers.calc_cond_batch`` at other levels. With
+  ``sure_residual`` at cfg == 1 (no uncond pass) the SURE probe needs no other output and joins the regular
+  ``calc_cond_batch`` call as extra batch items (a chained ``sampler_calc_cond_batch_function``); in every other
+  case ComfyUI evaluates all conds of one call on one input, so the probe would drag the uncond branch along, and
+  the calibration reference and D_hat depend on outputs of the regular call: those get their own calls.
 * ``NoiseAwarenessGuider`` (GUIDER), ``NoiseAwarenessGuidedKSampler`` (KSampler-shaped, built from ComfyUI's own
   noise / ``KSampler`` sigmas / ``sampler_object`` / guider, not a fork of the loop) and ``NoiseShiftProbe``.
 """
@@ -22,12 +26,18 @@ import torch
 from comfy_api.latest import io, ui
 
 from .methods.noise_awareness import (
+    DEFAULT_ESTIMATOR,
+    DEFAULT_MAX_SHIFT,
+    DEFAULT_SCALE,
+    DEFAULT_SIGMA_END,
+    DEFAULT_SIGMA_START,
     LEVEL_ESTIMATORS,
     guidance_step,
     in_band,
     level_coefficients_are_affine,
     model_sigma_for_ve_level,
     reference_noise,
+    sure_probe_state,
 )
 
 CATEGORY = "antithetic/guidance"
@@ -38,12 +48,7 @@ PAPER = (
 )
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
-# Defaults chosen from `antithetic-sampling guidance-bench` (see README "Noise Awareness Guidance: measured").
-DEFAULT_SCALE = 1.0
-DEFAULT_SIGMA_START = 5.0
-DEFAULT_SIGMA_END = 0.1
-DEFAULT_MAX_SHIFT = 0.3
-DEFAULT_ESTIMATOR = "sure_residual"
+# The defaults (DEFAULT_*) live in methods/noise_awareness.py, chosen from `antithetic-sampling guidance-bench`.
 
 
 # --------------------------------------------------------------------------------------------- the guider
@@ -127,29 +132,42 @@ def guider_class():
                 captured["uncond"] = args["uncond_denoised"]
                 return args["denoised"]
 
-            mo = model_options.copy()
-            mo["sampler_post_cfg_function"] = list(mo.get("sampler_post_cfg_function", [])) + [capture]
-            d_cfg = super().predict_noise(x, timestep, mo, seed)
+            self._calls = getattr(self, "_calls", 0) + 1
+            finite = bool(torch.all(torch.isfinite(s_v)))
             cfg1 = math.isclose(self.cfg, 1.0) and not model_options.get("disable_cfg1_optimization", False)
             regular = 1 if cfg1 else 2  # sampling_function skips the uncond pass at cfg == 1
+            noise = reference_noise(x.shape, seed or 0, max(step, 0), salt=self._calls).to(x)
+            a_b = a.to(x).reshape(-1, *([1] * (x.ndim - 1)))
+            x_v = x / a_b if finite else x
+            mo = model_options.copy()
+            mo["sampler_post_cfg_function"] = list(mo.get("sampler_post_cfg_function", [])) + [capture]
+            # The SURE probe needs no other output, so it can share the regular model call. ComfyUI evaluates all
+            # conds of one calc_cond_batch on one input: the probe joins as extra batch items, which costs nothing
+            # extra only when the uncond pass is skipped (cfg == 1); otherwise the uncond branch would be evaluated
+            # on the probe too, so it gets its own call.
+            batched = cfg1 and finite and self.level_estimator == "sure_residual"
+            if batched:
+                mo["sampler_calc_cond_batch_function"] = _batched_probe_function(
+                    mo.get("sampler_calc_cond_batch_function"), sure_probe_state(x_v, s_v, noise) * a_b, captured
+                )
+            d_cfg = super().predict_noise(x, timestep, mo, seed)
             entry = {"step": step, "on_grid": on_grid, "sigma": float(timestep.reshape(-1)[0]),
                      "level": float(s_v[0]), "ratio": None, "applied": False, "extra_evaluations": 0,
-                     "regular_evaluations": regular}
-            self._calls = getattr(self, "_calls", 0) + 1
-            if not bool(torch.all(torch.isfinite(s_v))) or "cond" not in captured:
+                     "regular_evaluations": regular, "batched_probe": batched}
+            if not finite or "cond" not in captured:
                 self._log(entry)
                 return d_cfg
             d_c = captured["cond"]
-            x_v = x / a.to(x).reshape(-1, *([1] * (x.ndim - 1)))
-            noise = reference_noise(x.shape, seed or 0, max(step, 0), salt=self._calls).to(x)
             out, info = guidance_step(
                 x_v, s_v, d_cfg, d_c,
                 lambda xx, ss: self._cond_denoise(xx, ss, s_v, timestep, model_options),
-                w, self.max_level_shift, self.level_estimator, noise, apply=active,
+                w, self.max_level_shift, self.level_estimator, noise, apply=active, probe=captured.get("probe"),
             )
             ratio = (info["s_hat"].double() / s_v).tolist()
+            frac = info.get("noise_fraction")
             entry.update(ratio=[None if math.isnan(r) else r for r in ratio], applied=info["applied"],
-                         extra_evaluations=info["evaluations"], active=active)
+                         extra_evaluations=info["evaluations"], active=active,
+                         noise_fraction=None if frac is None else frac.double().tolist())
             self._log(entry)
             return out
 
@@ -159,6 +177,34 @@ def guider_class():
             self.shift_log.append(entry)
 
     return NoiseAwarenessCFGGuider
+
+
+def _batched_probe_function(previous, probe_input: torch.Tensor, captured: dict):
+    """A ``sampler_calc_cond_batch_function`` that evaluates the conds on [x, probe] in one call.
+
+    Chains a function another node set (``previous``); stores the probe's first-cond output in
+    ``captured["probe"]`` and returns the regular outputs for x only.
+    """
+    import comfy.samplers
+
+    def calc(args):
+        x_in, sigma = args["input"], args["sigma"]
+        b = x_in.shape[0]
+        sigma_b = sigma.reshape(-1)
+        if sigma_b.numel() == 1:
+            sigma_b = sigma_b.expand(b)
+        both = dict(args)
+        both["input"] = torch.cat([x_in, probe_input.to(x_in)])
+        both["sigma"] = torch.cat([sigma_b, sigma_b])
+        if previous is not None:
+            out = previous(both)
+        else:
+            out = comfy.samplers.calc_cond_batch(args["model"], args["conds"], both["input"], both["sigma"],
+                                                 args["model_options"])
+        captured["probe"] = out[0][b:]
+        return [o[:b] if o is not None else None for o in out]
+
+    return calc
 
 
 def validate_awareness(scale, sigma_start, sigma_end, max_level_shift, level_estimator) -> None:
@@ -250,7 +296,9 @@ def run_guided(model, seed, steps, cfg, sampler_name, scheduler, positive, negat
 
 
 def shift_summary(log: list[dict]) -> dict:
-    """Per-step numbers of a probed run (on-grid evaluations only) plus the cost relative to plain CFG."""
+    """Per-step numbers of a probed run (on-grid evaluations only) plus the cost relative to the same sampler without
+    guidance (``cost_vs_cfg``: all evaluations / the regular ones; at cfg 1 the regular ones are one per step) and
+    how many steps evaluated the SURE probe inside the regular model call (``batched_probe_steps``)."""
     steps = []
     for e in log:
         if not e.get("on_grid", True):
@@ -261,11 +309,14 @@ def shift_summary(log: list[dict]) -> dict:
             "ratio_mean": sum(vals) / len(vals) if vals else None,
             "ratio_min": min(vals) if vals else None, "ratio_max": max(vals) if vals else None,
             "ratio": e.get("ratio"), "corrected": e.get("applied", False),
+            "noise_fraction": e.get("noise_fraction"),
         })
     regular = sum(e.get("regular_evaluations", 2) for e in log)
     extra = sum(e.get("extra_evaluations", 0) for e in log)
+    batched = sum(1 for e in log if e.get("batched_probe"))
     return {"steps": steps, "model_evaluations": regular + extra, "regular_evaluations": regular,
-            "extra_evaluations": extra, "cost_vs_cfg": (regular + extra) / regular if regular else None}
+            "extra_evaluations": extra, "cost_vs_cfg": (regular + extra) / regular if regular else None,
+            "batched_probe_steps": batched}
 
 
 def render_shift_plot(summary: dict, title: str, width: int = 640, height: int = 360) -> torch.Tensor:
@@ -326,18 +377,21 @@ def _awareness_inputs(default_scale: float = DEFAULT_SCALE) -> list:
         io.Float.Input(
             "awareness_scale", default=default_scale, min=0.0, max=4.0, step=0.05, round=0.001,
             tooltip="w, the Noise Awareness Guidance strength. 0 = plain CFG (bit-identical to KSampler). The "
-                    "correction only acts where a state carries more noise than its step's nominal level.",
+                    "correction only acts where a state's estimated noise level is above its step's nominal level. "
+                    "Default from guidance-bench on the embedded model; there it helped deterministic samplers and "
+                    "made ancestral ones slightly worse (README).",
         ),
         io.Float.Input(
             "sigma_start", default=DEFAULT_SIGMA_START, min=0.0, max=1000.0, step=0.01, round=0.0001,
             tooltip="Upper end of the band where the guidance acts, as a noise-to-signal ratio sigma/alpha (= the "
                     "sampler sigma for eps / v-prediction models, sigma/(1-sigma) for flow models). The first step is "
-                    "always skipped (its state is exact).",
+                    "always skipped (its state is exact). The default keeps about half of the steps of ComfyUI's "
+                    "SD1.5 schedules in the band, so the cost stays near 1.5x the model evaluations of CFG.",
         ),
         io.Float.Input(
             "sigma_end", default=DEFAULT_SIGMA_END, min=0.0, max=1000.0, step=0.01, round=0.0001,
             tooltip="Lower end of the band (same units as sigma_start). Below it the level is hard to identify and "
-                    "the correction is skipped.",
+                    "the correction is skipped (corrections there were measured to change nothing).",
         ),
         io.Float.Input(
             "max_level_shift", default=DEFAULT_MAX_SHIFT, min=0.0, max=4.0, step=0.01, round=0.001,
@@ -347,10 +401,11 @@ def _awareness_inputs(default_scale: float = DEFAULT_SCALE) -> list:
         io.Combo.Input(
             "level_estimator", options=list(LEVEL_ESTIMATORS), default=DEFAULT_ESTIMATOR,
             tooltip="How the actual noise level of a state is estimated. sure_residual (default): Stein's unbiased "
-                    "risk estimate with one extra conditional evaluation. calibrated_residual: re-noise the x0 "
-                    "estimate at the nominal level and compare residuals (one extra evaluation; biased high where "
-                    "sigma is near the image's fine-detail scale). naive_residual: no extra evaluation, strongly "
-                    "biased low at small sigma (it rarely triggers a correction).",
+                    "risk estimate, one extra conditional evaluation; the least biased on states of known level in "
+                    "guidance-bench, and at cfg 1 it shares the regular model call. calibrated_residual: re-noise the "
+                    "x0 estimate at the nominal level and compare residuals (one extra evaluation, never batched; "
+                    "reads a few percent high at small sigma). naive_residual: no extra evaluation, but biased low "
+                    "(it under-reads the level, so it rarely corrects): for measurements only.",
         ),
     ]
 

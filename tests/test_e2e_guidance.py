@@ -96,6 +96,33 @@ def test_cfg_one_and_guider_defaults(comfy_server, comfy_graph):
     assert not any(s["corrected"] for s in numbers["steps"])  # awareness_scale 0 = measure only
 
 
+def test_cfg_one_batches_the_sure_probe_with_the_regular_call(comfy_server, comfy_graph):
+    """cfg == 1 (no uncond pass): the SURE probe rides in the regular calc_cond_batch call as extra batch items;
+    the numbers stay those of a working estimator and the guided sampler runs."""
+    seed = 23
+    extra = {
+        "probe": {"class_type": "NoiseShiftProbe",
+                  "inputs": {**_ksampler_inputs(seed, cfg=1.0), **_awareness(1.0, "sure_residual")}},
+        "probe8": {"class_type": "NoiseShiftProbe",
+                   "inputs": {**_ksampler_inputs(seed, cfg=4.0), **_awareness(1.0, "sure_residual")}},
+        "guided": {"class_type": "NoiseAwarenessGuidedKSampler",
+                   "inputs": {**_ksampler_inputs(seed, cfg=1.0), **_awareness(1.0, "sure_residual")}},
+        **_save("guided", "guided"),
+    }
+    graph = comfy_graph(seed=seed, batch_size=2, steps=STEPS, save=False, extra_nodes=extra)
+    hist = comfy_server.run(graph)
+    numbers = _probe_json(comfy_server, hist)
+    assert numbers["batched_probe_steps"] == STEPS and numbers["regular_evaluations"] == STEPS
+    assert numbers["extra_evaluations"] >= STEPS  # the probe counts as an evaluation even when batched
+    # what the probe measures (1 - tr J / d per image; on random weights it is often too small for a level estimate,
+    # which then falls back to the nominal level)
+    fractions = [f for s in numbers["steps"] for f in s["noise_fraction"]]
+    assert len(fractions) == 2 * STEPS and all(np.isfinite(fractions)) and all(-1 < f < 1.5 for f in fractions)
+    assert _probe_json(comfy_server, hist, "probe8")["batched_probe_steps"] == 0  # cfg != 1: its own call
+    imgs = _pixels(comfy_server, hist, "save_guided")
+    assert len(imgs) == 2 and all(np.isfinite(a).all() and a.std() > 0 for a in imgs)
+
+
 def test_antithetic_noise_input_mirrors_step_noise(comfy_server, comfy_graph):
     """NOISE from Antithetic Latent Noise + euler_ancestral: w = 0 equals SamplerCustomAdvanced with the
     Antithetic Sampler (mirrored step noise) on the same noise; w > 0 runs."""

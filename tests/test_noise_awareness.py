@@ -216,3 +216,42 @@ def test_reference_noise_is_private_and_deterministic():
     assert torch.equal(a, na.reference_noise((2, 3), 5, 1))
     assert not torch.equal(a, na.reference_noise((2, 3), 5, 2))
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_precomputed_probe_equals_the_internal_one(gmm):
+    """A caller that batches the SURE probe with its regular evaluation gets exactly the same estimate."""
+    g = torch.Generator().manual_seed(8)
+    x0 = gmm.sample(6, g)
+    sv = torch.full((6,), 0.8)
+    x = x0 + 0.9 * torch.randn(x0.shape, generator=g)
+    d = gmm.denoise(x, sv)
+    xi = torch.randn(x0.shape, generator=g)
+    _, own = na.guidance_step(x, sv, d, d, gmm.denoise, 1.0, 0.3, "sure_residual", xi)
+    probe = gmm.denoise(na.sure_probe_state(x, sv, xi), sv)
+    calls = []
+
+    def den(xx, ss):
+        calls.append(1)
+        return gmm.denoise(xx, ss)
+
+    _, pre = na.guidance_step(x, sv, d, d, den, 1.0, 0.3, "sure_residual", xi, probe=probe)
+    assert torch.equal(pre["s_hat"], own["s_hat"]) and pre["evaluations"] == own["evaluations"]
+    assert len(calls) == int(pre["applied"])  # only D_hat is evaluated inside
+    assert pre["noise_fraction"].shape == (6,) and torch.all(pre["noise_fraction"] > na.MIN_NOISE_FRACTION)
+    with pytest.raises(ValueError, match="probe"):
+        na.guidance_step(x, sv, d, d, den, 1.0, 0.3, "calibrated_residual", xi, probe=probe)
+
+
+def test_min_excess_leaves_small_estimates_uncorrected(gmm):
+    g = torch.Generator().manual_seed(9)
+    x0 = gmm.sample(16, g)
+    sv = torch.full((16,), 1.0)
+    x = x0 + 1.05 * torch.randn(x0.shape, generator=g)  # 5 % more noise than nominal
+    d = gmm.denoise(x, sv)
+    xi = torch.randn(x0.shape, generator=g)
+    _, base = na.guidance_step(x, sv, d, d, gmm.denoise, 1.0, 0.3, "sure_residual", xi)
+    assert base["applied"] and int((base["s_used"] > 1.0).sum()) >= 12
+    _, dead = na.guidance_step(x, sv, d, d, gmm.denoise, 1.0, 0.3, "sure_residual", xi, min_excess=0.2)
+    assert torch.equal(dead["s_hat"], base["s_hat"]) and torch.all(dead["s_used"] == 1.0) and not dead["applied"]
+    with pytest.raises(ValueError, match="min_excess"):
+        na.guidance_step(x, sv, d, d, gmm.denoise, 1.0, 0.3, "sure_residual", xi, min_excess=-1.0)

@@ -31,7 +31,9 @@ Noise-level estimators (per sample):
   x_ref = D_c + s_v xi (fresh xi), gives r_ref = ||x_ref - D(x_ref, s_v)||; s_hat = s_v r / r_ref. The ratio
   cancels the denoiser's shrinkage of the residual (r^2 ~= d s^2 - mmse(s)), which makes the naive estimator
   below useless at low sigma.
-* SURE residual (1 extra evaluation, default): Stein's identity for the ideal denoiser gives
+* SURE residual (1 extra evaluation, default: the least biased of the three on states of known level in
+  ``antithetic-sampling guidance-bench``; its probe needs no other output, so it can share the regular model call):
+  Stein's identity for the ideal denoiser gives
   E||x_v - D(x_v, s)||^2 = d s^2 - s^2 tr J (J = dD/dx_v, mmse = s^2 tr J), so the residual a state at level s
   should have is predicted per state by a Hutchinson estimate of tr J: xi . (D(x_v + eps xi, s) - D_c) / eps
   with eps = 0.3 s; s_hat = s_v sqrt(r^2 / (d s_v^2 - s_v^2 tr J)). Unlike the calibrated residual it keeps
@@ -39,7 +41,11 @@ Noise-level estimators (per sample):
   low, and s_hat high by up to ~16% where the data's fine-scale std is close to sigma). Where 1 - tr J / d
   < MIN_NOISE_FRACTION the level is not identifiable and s_hat = s_v.
 * naive residual (0 extra evaluations): s_hat = r / sqrt(d). Biased low wherever the denoiser removes a
-  visible share of the variance; kept for measurement only.
+  visible share of the variance (measured: not good enough inside the default band); kept for measurement only.
+
+Per item, every residual-norm estimate scatters by about 1 / sqrt(2 d) (d = values per item) around its mean; with
+the one-sided clamp, items whose estimate lands above the nominal level by that scatter alone get a (small)
+correction too. ``min_excess`` (a measurement control, not a node input) ignores estimates within a dead band.
 
 Pure math: torch only, never imports ComfyUI.
 """
@@ -52,6 +58,11 @@ from collections.abc import Callable
 import torch
 
 __all__ = [
+    "DEFAULT_ESTIMATOR",
+    "DEFAULT_MAX_SHIFT",
+    "DEFAULT_SCALE",
+    "DEFAULT_SIGMA_END",
+    "DEFAULT_SIGMA_START",
     "NoiseAwarenessGuide",
     "guidance_step",
     "LEVEL_ESTIMATORS",
@@ -65,11 +76,20 @@ __all__ = [
     "naive_level",
     "per_sample_sq_norm",
     "reference_noise",
+    "sure_probe_state",
     "ve_coordinates",
 ]
 
 # User-facing estimator names (the node's `level_estimator` widget).
 LEVEL_ESTIMATORS = ("sure_residual", "calibrated_residual", "naive_residual")
+
+# Defaults of the nodes and of NoiseAwarenessGuide, one source of truth. Chosen from `antithetic-sampling
+# guidance-bench` (README "Measured results: Noise Awareness Guidance"); the bench reports them next to the numbers.
+DEFAULT_SCALE = 1.0
+DEFAULT_SIGMA_START = 2.0
+DEFAULT_SIGMA_END = 0.1
+DEFAULT_MAX_SHIFT = 0.3
+DEFAULT_ESTIMATOR = "sure_residual"
 
 # Below this noise fraction (1 - tr J / d: the share of the state the model still calls noise) the level is not
 # identifiable (the state is almost all signal) and the estimate falls back to the nominal level.
@@ -243,6 +263,16 @@ def model_sigma_for_ve_level(
 CondDenoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def sure_probe_state(x_v: torch.Tensor, s_v: torch.Tensor, ref_noise: torch.Tensor) -> torch.Tensor:
+    """The SURE divergence probe x_v + eps xi with eps = SURE_PROBE_STEP * s_v (per item).
+
+    It needs neither D_c nor any other evaluation, so a caller may evaluate it in the same model call as the
+    regular branches and pass the result to :func:`guidance_step` as ``probe``.
+    """
+    eps = _bcast((SURE_PROBE_STEP * s_v.reshape(-1).to(torch.float64)).to(x_v.dtype), x_v)
+    return x_v + eps * ref_noise.to(x_v)
+
+
 def guidance_step(
     x_v: torch.Tensor,
     s_v: torch.Tensor,
@@ -251,34 +281,52 @@ def guidance_step(
     cond_denoise: CondDenoiser,
     w: float,
     max_shift: float,
-    estimator: str = "sure_residual",
+    estimator: str = DEFAULT_ESTIMATOR,
     ref_noise: torch.Tensor | None = None,
     one_sided: bool = True,
     apply: bool = True,
+    probe: torch.Tensor | None = None,
+    min_excess: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
     """Estimate the level of the state and, if ``apply`` and w != 0, return equation (1); else D_cfg.
 
+    Equation (1) (training-free Noise Awareness Guidance after Zhong et al., arXiv 2510.12497):
+    D~ = D_cfg + w [ (D_c - x_v) - (s_v / s_hat)^2 (D_hat_c - x_v) ], s_hat clamped to [s_v, s_v (1 + max_shift)].
+
     ``cond_denoise(x_v, s)`` evaluates the conditional x0-estimate for VE states ``x_v`` at VE levels ``s`` ([B]).
     ``ref_noise``: N(0, I) like ``x_v`` for the probe (SURE) or calibration reference (required by both).
+    ``probe``: sure_residual only, the conditional x0-estimate of :func:`sure_probe_state` (x_v, s_v, ref_noise)
+    at s_v when the caller already evaluated it (batched with its regular evaluation); it still counts as one
+    extra evaluation. ``min_excess`` (default 0, a measurement control, not a node input): estimates with
+    |s_hat / s_v - 1| <= min_excess count as "no shift" (no correction for that item).
     The D_hat_c evaluation is skipped when no item's clamped level exceeds s_v (the correction is then exactly 0),
-    so a model that does not drift costs only the calibration evaluation.
+    so a model that does not drift costs only the estimator's evaluation.
 
     Returns (denoised, info) with info = {"s_hat": raw estimate [B] (NaN: not identifiable), "s_used": clamped level [B],
-    "evaluations": extra conditional evaluations made (in units of the batch), "applied": bool}.
+    "evaluations": extra conditional evaluations made (in units of the batch), "applied": bool, "noise_fraction":
+    1 - tr J / d per item for sure_residual (the share of the state the model treats as noise; below
+    MIN_NOISE_FRACTION the level is not identifiable), else None}.
     """
     if estimator not in LEVEL_ESTIMATORS:
         raise ValueError(f"level_estimator must be one of {LEVEL_ESTIMATORS}, got {estimator!r}")
+    if not min_excess >= 0:
+        raise ValueError(f"min_excess must be >= 0, got {min_excess}")
+    if probe is not None and estimator != "sure_residual":
+        raise ValueError(f"a precomputed probe is only used by sure_residual, not {estimator!r}")
     s_v = s_v.reshape(-1).to(torch.float64)
     evals = 0
+    noise_fraction = None
     r2 = per_sample_sq_norm(x_v - d_c)
     if estimator == "sure_residual":
         if ref_noise is None:
             raise ValueError("sure_residual needs ref_noise")
         eps = _bcast((SURE_PROBE_STEP * s_v).to(x_v.dtype), x_v)
-        d_probe = cond_denoise(x_v + eps * ref_noise.to(x_v), s_v.to(torch.float32))
+        d_probe = probe if probe is not None else cond_denoise(sure_probe_state(x_v, s_v, ref_noise),
+                                                              s_v.to(torch.float32))
         evals += 1
-        trace_j = (ref_noise.to(x_v) * (d_probe - d_c) / eps).reshape(x_v.shape[0], -1).double().sum(1)
+        trace_j = (ref_noise.to(x_v) * (d_probe.to(x_v) - d_c) / eps).reshape(x_v.shape[0], -1).double().sum(1)
         s_hat = sure_level(s_v, r2, trace_j, x_v[0].numel())
+        noise_fraction = (1.0 - trace_j / x_v[0].numel()).float()
     elif estimator == "calibrated_residual":
         if ref_noise is None:
             raise ValueError("calibrated_residual needs ref_noise")
@@ -290,8 +338,12 @@ def guidance_step(
         s_hat = naive_level(x_v, d_c)
     s_hat = s_hat.double()
     # NaN = not identifiable (SURE): treat as "at the nominal level", i.e. no correction for that item.
-    s_used = clamp_level(torch.where(torch.isnan(s_hat), s_v, s_hat), s_v, max_shift, one_sided)
-    info = {"s_hat": s_hat.float(), "s_used": s_used.float(), "evaluations": evals, "applied": False}
+    nominal = torch.isnan(s_hat)
+    if min_excess > 0:
+        nominal = nominal | ((s_hat - s_v).abs() <= s_v * min_excess)
+    s_used = clamp_level(torch.where(nominal, s_v, s_hat), s_v, max_shift, one_sided)
+    info = {"s_hat": s_hat.float(), "s_used": s_used.float(), "evaluations": evals, "applied": False,
+            "noise_fraction": noise_fraction}
     if not apply or w == 0 or bool(torch.all(s_used == s_v)):
         return d_cfg, info
     d_hat = cond_denoise(x_v, s_used.to(torch.float32))
@@ -303,27 +355,34 @@ def guidance_step(
 class NoiseAwarenessGuide:
     """Noise Awareness Guidance for VE-coordinate denoisers ``denoiser(x, sigma[B]) -> x0`` (the evidence harness).
 
-    Callable as the harness ``guide(denoiser, x, sigma, step_index) -> x0``. There is no text condition in the
-    embedded models, so D_cfg = D_c = the denoiser's output. Records one dict per call in ``self.log``:
-    step, sigma, ratio (s_hat/s per item), applied, evaluations (extra evaluations, batch units).
+    Training-free approximation of Zhong et al., arXiv 2510.12497: equation (1) of this module at every step inside
+    the band except the first. Callable as the harness ``guide(denoiser, x, sigma, step_index) -> x0``. There is no
+    text condition in the embedded models, so D_cfg = D_c = the denoiser's output. Records one dict per call in
+    ``self.log``: step, sigma, ratio (s_hat/s per item, None when not measured), active (inside the band),
+    applied, corrected (fraction of items whose clamped level exceeds s), evaluations (extra evaluations of the
+    batch, on top of the regular one).
 
     ``w`` = 0 still measures the level (``measure=True``) without changing the trajectory: that is the probe.
+    ``min_excess``: see :func:`guidance_step` (a control for measurements; 0 in the nodes).
     """
 
     def __init__(
         self,
-        w: float = 1.0,
-        sigma_start: float = 5.0,
-        sigma_end: float = 0.1,
-        max_shift: float = 0.3,
-        estimator: str = "sure_residual",
+        w: float = DEFAULT_SCALE,
+        sigma_start: float = DEFAULT_SIGMA_START,
+        sigma_end: float = DEFAULT_SIGMA_END,
+        max_shift: float = DEFAULT_MAX_SHIFT,
+        estimator: str = DEFAULT_ESTIMATOR,
         seed: int = 0,
         one_sided: bool = True,
         measure: bool = True,
+        min_excess: float = 0.0,
     ) -> None:
+        if estimator not in LEVEL_ESTIMATORS:
+            raise ValueError(f"level_estimator must be one of {LEVEL_ESTIMATORS}, got {estimator!r}")
         self.w, self.sigma_start, self.sigma_end = float(w), float(sigma_start), float(sigma_end)
         self.max_shift, self.estimator, self.seed = float(max_shift), estimator, int(seed)
-        self.one_sided, self.measure = one_sided, measure
+        self.one_sided, self.measure, self.min_excess = one_sided, measure, float(min_excess)
         self.log: list[dict] = []
 
     def __call__(self, denoiser, x: torch.Tensor, sigma: torch.Tensor, step_index: int) -> torch.Tensor:
@@ -331,14 +390,16 @@ class NoiseAwarenessGuide:
         s_v = sigma.reshape(-1).to(torch.float64)
         active = step_index > 0 and bool(torch.all(in_band(s_v, self.sigma_start, self.sigma_end)))
         if not (self.measure or (active and self.w != 0)):
-            self.log.append({"step": step_index, "sigma": float(s_v[0]), "ratio": None, "applied": False,
-                             "evaluations": 0})
+            self.log.append({"step": step_index, "sigma": float(s_v[0]), "ratio": None, "active": active,
+                             "applied": False, "corrected": 0.0, "evaluations": 0})
             return d_c
         noise = reference_noise(x.shape, self.seed, step_index).to(x)
         out, info = guidance_step(
             x, s_v, d_c, d_c, lambda xx, ss: denoiser(xx, ss.to(x.dtype)), self.w, self.max_shift,
-            self.estimator, noise, self.one_sided, apply=active,
+            self.estimator, noise, self.one_sided, apply=active, min_excess=self.min_excess,
         )
+        corrected = float((info["s_used"].double() > s_v).double().mean()) if active and self.w != 0 else 0.0
         self.log.append({"step": step_index, "sigma": float(s_v[0]), "ratio": (info["s_hat"] / s_v.float()).tolist(),
-                         "applied": info["applied"], "evaluations": info["evaluations"]})
+                         "active": active, "applied": info["applied"], "corrected": corrected,
+                         "evaluations": info["evaluations"]})
         return out
