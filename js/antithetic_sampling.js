@@ -3,30 +3,48 @@
 // What it adds to the graph (nothing here changes what is sent to the server):
 //  1. Results in the node body: after a metric / confidence-interval / probe node runs, the summary it sends
 //     back (`ui.text`) is shown in a read-only panel inside the node, so the numbers sit next to the images.
-//  2. A design badge in the title bar of every node that carries a noise design (group size K, layout, mask,
+//     The panel is never saved with the workflow nor sent with the prompt.
+//  2. A design badge above the title bar of every node that carries a noise design (group size K, layout, mask,
 //     RQMC points per replicate, the CI design, the metric pairing), so the designs that must agree can be read
-//     off the canvas at a glance.
-//  3. A mismatch warning: the badge turns red when a node's design differs from the noise node feeding the same
-//     sampler (Antithetic Sampler vs Antithetic Latent Noise), or from the noise upstream of a metric / CI node
-//     (for example a CI set to "antithetic pairs" on a batch made with groups of 4).
-//  4. One colour per pack category (noise / sampling / guidance / metrics) for new nodes, unless the user or the
-//     workflow already set a colour.
+//     off the canvas at a glance. It is a native LiteGraph node badge, laid out next to ComfyUI's own badges
+//     (node id, node source) instead of on top of them.
+//  3. A mismatch warning: the badge turns red and says why when a node's design differs from the noise node
+//     feeding the same sampler (Antithetic Sampler vs Antithetic Latent Noise), or from the noise that made the
+//     batch a confidence interval / metric node measures (for example a CI set to "antithetic pairs" on a batch
+//     made with groups of 4). A pair metric on an independent (iid) batch is a baseline, not a mismatch.
+//  4. One colour per pack category (noise / sampling / guidance / metrics) for pack nodes that have no colour
+//     of their own: a colour set by the user or saved in the workflow is kept.
 import { app } from "../../scripts/app.js";
 
 const EXT_NAME = "antithetic_sampling.ui";
 const CATEGORY_ROOT = "antithetic";
+// Same palette as nodes/api_client/example_workflows.py (CATEGORY_COLORS), so the example workflows and
+// nodes added by hand look alike.
 const COLORS = {
   noise: { color: "#5A3A1A", bgcolor: "#8A5A2B" },
   sampling: { color: "#5A3A1A", bgcolor: "#8A5A2B" },
   guidance: { color: "#2A3F5A", bgcolor: "#3D5A80" },
   metrics: { color: "#1F4A37", bgcolor: "#2E6B4F" },
 };
+const BADGE_STYLE = { fgColor: "#F2C48D", bgColor: "#1B1B1B" };
+const WARN_STYLE = { fgColor: "#FFFFFF", bgColor: "#B3261E" };
 const NOISE_NODES = new Set(["AntitheticLatentNoise", "SobolRQMCLatentBatch"]);
-const SAMPLER_NODES = new Set(["SamplerCustomAdvanced", "SamplerCustom"]);
+const SAMPLER_NODES = new Set(["SamplerCustomAdvanced"]);
+const BADGED_NODES = new Set([
+  ...NOISE_NODES,
+  "AntitheticSampler",
+  "PairDiversityMetric",
+  "NoiseDesignConfidenceInterval",
+]);
 const SUMMARY_WIDGET = "antithetic_summary";
+const BADGE_CACHE = Symbol("antithetic_badge");
 const MAX_UPSTREAM = 12;
 
 const packTypes = new Map(); // node type -> category leaf ("noise", "metrics", ...)
+
+function typeOf(node) {
+  return node?.comfyClass || node?.type || "";
+}
 
 function widgetValue(node, name) {
   const w = node?.widgets?.find((x) => x.name === name);
@@ -40,7 +58,7 @@ function inputNode(node, name) {
   try {
     return node.getInputNode(slot) ?? null;
   } catch {
-    return null;
+    return null; // a dangling link
   }
 }
 
@@ -50,11 +68,12 @@ function hasLinkedInput(node, name) {
 }
 
 // ---------------------------------------------------------------------------------------------- designs
-// A design is {kind, k, layout, masked, n}; `k` is the group size (1 = iid), `n` points per RQMC replicate.
+// A design is {kind, k, layout, masked, n}: kind "iid" | "antithetic" | "mirrored" | "rqmc" | "all" | "other";
+// `k` the group size (2 = pairs), `n` the points per RQMC replicate.
 
 function noiseDesign(node) {
   if (!node) return null;
-  if (node.type === "AntitheticLatentNoise") {
+  if (typeOf(node) === "AntitheticLatentNoise") {
     return {
       kind: "antithetic",
       k: Number(widgetValue(node, "group_size") ?? 2),
@@ -62,79 +81,96 @@ function noiseDesign(node) {
       masked: hasLinkedInput(node, "mask"),
     };
   }
-  if (node.type === "SobolRQMCLatentBatch") {
-    const anti = Boolean(widgetValue(node, "antithetic"));
+  if (typeOf(node) === "SobolRQMCLatentBatch") {
     return {
       kind: "rqmc",
-      k: anti ? 2 : 1,
-      layout: "interleaved",
       n: Number(widgetValue(node, "points_per_replicate") ?? 8),
-      masked: false,
+      pairs: Boolean(widgetValue(node, "antithetic")),
     };
   }
-  if (node.type === "RandomNoise") return { kind: "iid", k: 1, layout: "interleaved", masked: false };
+  if (typeOf(node) === "RandomNoise") return { kind: "iid" };
   return null;
 }
 
 function ownDesign(node) {
-  // The design a node declares through its own widgets (null when it has none).
-  if (NOISE_NODES.has(node.type)) return noiseDesign(node);
-  if (node.type === "AntitheticSampler") {
-    return {
-      kind: "mirrored",
-      k: Number(widgetValue(node, "group_size") ?? 2),
-      layout: String(widgetValue(node, "layout") ?? "interleaved"),
-      masked: hasLinkedInput(node, "mask"),
-      sampler: String(widgetValue(node, "sampler_name") ?? ""),
-    };
+  // The design a node declares through its own widgets (null when it has none). Option strings are the
+  // nodes' combo values (nodes/metric_nodes.py).
+  switch (typeOf(node)) {
+    case "AntitheticLatentNoise":
+    case "SobolRQMCLatentBatch":
+      return noiseDesign(node);
+    case "AntitheticSampler":
+      return {
+        kind: "mirrored",
+        k: Number(widgetValue(node, "group_size") ?? 2),
+        layout: String(widgetValue(node, "layout") ?? "interleaved"),
+        masked: hasLinkedInput(node, "mask"),
+      };
+    case "PairDiversityMetric": {
+      const pairing = String(widgetValue(node, "pairing") ?? "interleaved");
+      const role = "metric";
+      if (pairing === "interleaved" || pairing === "halves") return { kind: "antithetic", k: 2, layout: pairing, role };
+      if (pairing === "groups of K") {
+        // groups of K consecutive images: the interleaved layout of the noise node
+        return { kind: "antithetic", k: Number(widgetValue(node, "group_size") ?? 2), layout: "interleaved", role };
+      }
+      if (pairing === "all pairs") return { kind: "all", role };
+      return { kind: "other", text: pairing, role };
+    }
+    case "NoiseDesignConfidenceInterval": {
+      const design = String(widgetValue(node, "design") ?? "iid");
+      const layout = String(widgetValue(node, "layout") ?? "interleaved");
+      const size = Number(widgetValue(node, "group_size") ?? 2);
+      const role = "ci";
+      if (design === "iid") return { kind: "iid", role };
+      if (design === "antithetic pairs") return { kind: "antithetic", k: 2, layout, role };
+      if (design === "groups of K") return { kind: "antithetic", k: size, layout, role };
+      if (design === "RQMC replicates") return { kind: "rqmc", n: size, role };
+      return { kind: "other", text: design, role };
+    }
+    default:
+      return null;
   }
-  const design = widgetValue(node, "design") ?? widgetValue(node, "pairing");
-  if (design === undefined) return null;
-  const text = String(design).toLowerCase();
-  const k = Number(widgetValue(node, "group_size") ?? widgetValue(node, "k") ?? 2);
-  const layout = String(widgetValue(node, "layout") ?? "interleaved");
-  const n = Number(widgetValue(node, "points_per_replicate") ?? widgetValue(node, "n_per_replicate") ?? 0);
-  if (text.includes("iid") || text.includes("independent")) return { kind: "iid", k: 1, layout, text };
-  if (text.includes("rqmc") || text.includes("replicate")) return { kind: "rqmc", k: 1, n, layout, text };
-  if (text.includes("all")) return { kind: "all", k: 0, layout, text };
-  if (text.includes("group") || text.includes("k")) return { kind: "antithetic", k, layout, text };
-  if (text.includes("half")) return { kind: "antithetic", k: 2, layout: "halves", text };
-  if (text.includes("pair") || text.includes("interleaved")) return { kind: "antithetic", k: 2, layout, text };
-  return { kind: "other", k: 0, layout, text };
 }
 
-function badgeText(node, d) {
+function badgeText(d) {
   if (!d) return "";
-  if (d.kind === "rqmc") {
-    const n = d.n ? `n=${d.n}` : "RQMC";
-    return d.k === 2 ? `${n} · RQMC + pairs` : `${n} per replicate`;
+  switch (d.kind) {
+    case "iid":
+      return "iid";
+    case "all":
+      return "all pairs";
+    case "other":
+      return String(d.text ?? "");
+    case "rqmc":
+      return `RQMC · n=${d.n}${d.pairs ? " · pairs" : ""}`;
+    default: {
+      const k = d.k === 2 ? "pairs" : `K=${d.k}`;
+      const parts = [d.kind === "mirrored" ? `mirrored ${k}` : k, d.layout];
+      if (d.masked) parts.push("masked");
+      return parts.join(" · ");
+    }
   }
-  if (d.kind === "iid") return "iid";
-  if (d.kind === "all") return "all pairs";
-  if (d.kind === "other") return String(d.text ?? "");
-  const k = d.k === 2 ? "pairs" : `K=${d.k}`;
-  const parts = [d.kind === "mirrored" ? `mirrored ${k}` : k, d.layout];
-  if (d.masked) parts.push("masked");
-  return parts.join(" · ");
 }
 
 function upstreamNoise(node) {
-  // Walk upstream (breadth first) until a sampler with a NOISE input is found; return that noise node.
+  // The noise that made the batch on the node's `images` input: walk upstream (breadth first) to the first
+  // SamplerCustomAdvanced and return the node on its `noise` input.
+  const start = inputNode(node, "images");
+  if (!start) return null;
   const seen = new Set();
-  let frontier = [node];
+  let frontier = [start];
   for (let depth = 0; depth < MAX_UPSTREAM && frontier.length; depth++) {
     const next = [];
     for (const n of frontier) {
       if (!n || seen.has(n.id)) continue;
       seen.add(n.id);
-      if (n !== node && SAMPLER_NODES.has(n.type)) {
+      if (SAMPLER_NODES.has(typeOf(n))) {
         const src = inputNode(n, "noise");
         if (src) return src;
       }
-      if (n !== node && NOISE_NODES.has(n.type)) return n;
       for (let slot = 0; slot < (n.inputs?.length ?? 0); slot++) {
         if (n.inputs[slot].link == null) continue;
-        if (n === node && n.type === "AntitheticSampler") continue;
         try {
           const up = n.getInputNode(slot);
           if (up) next.push(up);
@@ -149,13 +185,12 @@ function upstreamNoise(node) {
 }
 
 function samplerPartnerNoise(node) {
-  // For an Antithetic Sampler: the noise node feeding the same SamplerCustomAdvanced.
+  // For an Antithetic Sampler: the noise node feeding the SamplerCustomAdvanced it is plugged into.
   const graph = node.graph ?? app.graph;
-  const outs = node.outputs?.[0]?.links ?? [];
-  for (const linkId of outs) {
+  for (const linkId of node.outputs?.[0]?.links ?? []) {
     const link = graph?.links?.get ? graph.links.get(linkId) : graph?.links?.[linkId];
     const target = link ? graph.getNodeById(link.target_id) : null;
-    if (target && SAMPLER_NODES.has(target.type)) {
+    if (target && SAMPLER_NODES.has(typeOf(target))) {
       const src = inputNode(target, "noise");
       if (src) return src;
     }
@@ -165,75 +200,63 @@ function samplerPartnerNoise(node) {
 
 function mismatch(node, d) {
   // A short reason when the node's design disagrees with the noise that made its batch, else "".
-  if (!d || NOISE_NODES.has(node.type)) return "";
-  const src = node.type === "AntitheticSampler" ? samplerPartnerNoise(node) : upstreamNoise(node);
-  const nd = noiseDesign(src);
-  if (!nd) return "";
-  if (node.type === "AntitheticSampler") {
-    if (nd.kind !== "antithetic") return "";
+  if (!d || NOISE_NODES.has(typeOf(node))) return "";
+  if (typeOf(node) === "AntitheticSampler") {
+    const nd = noiseDesign(samplerPartnerNoise(node));
+    if (!nd || nd.kind !== "antithetic") return "";
     if (nd.k !== d.k) return `noise has K=${nd.k}`;
     if (nd.layout !== d.layout) return `noise is ${nd.layout}`;
     if (nd.masked !== d.masked) return nd.masked ? "noise is masked" : "noise has no mask";
     return "";
   }
-  if (d.kind === "all" || d.kind === "other") return "";
-  if (d.kind === "iid") return nd.kind === "iid" ? "" : `batch is ${badgeText(src, nd)}`;
+  const nd = noiseDesign(upstreamNoise(node));
+  if (!nd || d.kind === "all" || d.kind === "other") return "";
+  const batch = `batch is ${badgeText(nd)}`;
+  if (d.kind === "iid") return nd.kind === "iid" ? "" : batch;
   if (d.kind === "rqmc") {
-    if (nd.kind !== "rqmc") return `batch is ${badgeText(src, nd)}`;
-    return d.n && nd.n && d.n !== nd.n ? `noise has n=${nd.n}` : "";
+    if (nd.kind !== "rqmc") return batch;
+    return d.n !== nd.n ? `noise has n=${nd.n}` : "";
   }
   if (d.kind === "antithetic") {
-    if (nd.kind !== "antithetic") return `batch is ${badgeText(src, nd)}`;
+    if (nd.kind === "iid" && d.role === "metric") return ""; // the same pairs of an iid batch: a baseline
+    if (nd.kind !== "antithetic") return batch;
     if (nd.k !== d.k) return `noise has K=${nd.k}`;
     if (nd.layout !== d.layout) return `noise is ${nd.layout}`;
   }
   return "";
 }
 
-// ---------------------------------------------------------------------------------------------- drawing
-
-function drawBadge(node, ctx) {
-  if (node.flags?.collapsed) return;
-  let d;
+function designBadge(node) {
+  // The node's badge (a LiteGraph LGraphBadge, rebuilt only when its label changes); empty text = not drawn.
+  let label = "";
+  let warn = false;
   try {
-    d = ownDesign(node);
+    const d = ownDesign(node);
+    const text = badgeText(d);
+    const why = text ? mismatch(node, d) : "";
+    warn = Boolean(why);
+    label = why ? `⚠ ${text} (${why})` : text;
   } catch {
-    return;
+    label = "";
   }
-  const text = badgeText(node, d);
-  if (!text) return;
-  const why = mismatch(node, d);
-  const label = why ? `⚠ ${text} (${why})` : text;
-  const titleH = globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
-  ctx.save();
-  ctx.font = "11px sans-serif";
-  const w = ctx.measureText(label).width + 12;
-  const h = 16;
-  const x = Math.max(8, node.size[0] - w - 8);
-  const y = -titleH - h - 4;
-  ctx.fillStyle = why ? "#B3261E" : "rgba(20,20,20,0.75)";
-  ctx.beginPath();
-  if (ctx.roundRect) ctx.roundRect(x, y, w, h, 8);
-  else ctx.rect(x, y, w, h);
-  ctx.fill();
-  ctx.fillStyle = why ? "#FFFFFF" : "#F2C48D";
-  ctx.textBaseline = "middle";
-  ctx.fillText(label, x + 6, y + h / 2 + 0.5);
-  ctx.restore();
+  const cached = node[BADGE_CACHE];
+  if (cached && cached.label === label) return cached.badge;
+  const badge = new globalThis.LGraphBadge({ text: label, ...(warn ? WARN_STYLE : BADGE_STYLE) });
+  badge.antithetic = { warn }; // lets a test (tests/test_browser.py) tell our badge from the frontend's own
+  node[BADGE_CACHE] = { label, badge };
+  return badge;
 }
 
 // ---------------------------------------------------------------------------------------------- results
 
 function summaryText(message) {
-  if (!message) return "";
-  const parts = [];
-  for (const key of ["text", "summary", "antithetic_summary"]) {
-    const v = message[key];
-    if (v == null) continue;
-    if (Array.isArray(v)) parts.push(...v.map((x) => (typeof x === "string" ? x : JSON.stringify(x))));
-    else parts.push(typeof v === "string" ? v : JSON.stringify(v));
-  }
-  return parts.join("\n").trim();
+  const v = message?.text;
+  if (v == null) return "";
+  const parts = Array.isArray(v) ? v : [v];
+  return parts
+    .map((x) => (typeof x === "string" ? x : JSON.stringify(x)))
+    .join("\n")
+    .trim();
 }
 
 function showSummary(node, text) {
@@ -254,7 +277,7 @@ function showSummary(node, text) {
       boxSizing: "border-box",
     });
     widget = node.addDOMWidget(SUMMARY_WIDGET, "antithetic_summary", el, {
-      serialize: false,
+      serialize: false, // neither saved in the workflow nor sent with the prompt
       hideOnZoom: false,
       getValue: () => el.textContent,
       setValue: (v) => {
@@ -263,7 +286,6 @@ function showSummary(node, text) {
       getMinHeight: () => 60,
     });
     widget.serialize = false;
-    widget.element = el;
   }
   widget.element.textContent = text;
   const lines = Math.min(18, text.split("\n").length);
@@ -280,15 +302,7 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const category = String(nodeData?.category ?? "");
     if (category !== CATEGORY_ROOT && !category.startsWith(`${CATEGORY_ROOT}/`)) return;
-    const leaf = category.split("/")[1] ?? "noise";
-    packTypes.set(nodeData.name, leaf);
-
-    const onDrawForeground = nodeType.prototype.onDrawForeground;
-    nodeType.prototype.onDrawForeground = function (ctx, ...rest) {
-      const r = onDrawForeground?.apply(this, [ctx, ...rest]);
-      drawBadge(this, ctx);
-      return r;
-    };
+    packTypes.set(nodeData.name, category.split("/")[1] ?? "noise");
 
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message, ...rest) {
@@ -300,12 +314,19 @@ app.registerExtension({
   },
 
   nodeCreated(node) {
-    const leaf = packTypes.get(node.type ?? node.comfyClass);
+    // The frontend calls nodeCreated from the node's constructor, before LiteGraph sets node.type (still "").
+    const type = typeOf(node);
+    const leaf = packTypes.get(type);
     if (!leaf) return;
     const palette = COLORS[leaf];
+    // nodeCreated runs before a loaded workflow's node is configured, so a saved colour still wins.
     if (palette && !node.color && !node.bgcolor) {
       node.color = palette.color;
       node.bgcolor = palette.bgcolor;
+    }
+    // A native node badge (window.LGraphBadge, node.badges): LiteGraph lays it out next to the frontend's own.
+    if (Array.isArray(node.badges) && typeof globalThis.LGraphBadge === "function" && BADGED_NODES.has(type)) {
+      node.badges.push(() => designBadge(node));
     }
   },
 });

@@ -99,3 +99,16 @@ def comfy_server(tmp_path_factory):
 def comfy_graph():
     """The ``comfy_host.txt2img_graph`` builder (API-format SamplerCustomAdvanced graph for the tiny model)."""
     return comfy_host.txt2img_graph
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Browser test option (owner: tests/test_browser.py).
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-thumbnails",
+        action="store_true",
+        default=False,
+        help="tests/test_browser.py: rewrite workflows/<name>.jpg from the browser's screenshot of each workflow",
+    )

@@ -24,8 +24,14 @@ SEED = 20260415
 
 # group colours: shared setup, baseline (independent noise), our designs, the measurements
 C_SETUP, C_BASE, C_OURS, C_MEASURE = "#3f789e", "#444444", "#8A5A2B", "#2E6B4F"
-# node colours for our nodes (the JS extension uses the same palette per category)
-NODE_COLOR, NODE_BG = "#5A3A1A", "#8A5A2B"
+# node colours of our nodes by category (antithetic/<leaf>): the same palette js/antithetic_sampling.js gives
+# pack nodes added by hand
+CATEGORY_COLORS = {
+    "noise": ("#5A3A1A", "#8A5A2B"),
+    "sampling": ("#5A3A1A", "#8A5A2B"),
+    "guidance": ("#2A3F5A", "#3D5A80"),
+    "metrics": ("#1F4A37", "#2E6B4F"),
+}
 
 COL = 440  # column pitch
 
@@ -56,8 +62,9 @@ def _setup(g: UIGraph, ckpt: str, prompt: str, *, width: int, height: int, batch
             "sigmas": sched, "guider": guider, "members": members, "vae": loader["VAE"]}
 
 
-def _ours(node):
-    node.color, node.bgcolor = NODE_COLOR, NODE_BG
+def _ours(g: UIGraph, node):
+    leaf = g.object_info[node.type].get("category", "").split("/")[-1]
+    node.color, node.bgcolor = CATEGORY_COLORS[leaf]
     return node
 
 
@@ -68,10 +75,11 @@ def _sample_decode(g: UIGraph, s: dict, noise, x: float, y: float, *, sampler=No
                 guider=s["guider"]["GUIDER"], sampler=sampler if sampler is not None else s["sampler"]["SAMPLER"],
                 sigmas=s["sigmas"]["SIGMAS"], latent_image=s["latent"]["LATENT"])
     dec = g.add("VAEDecode", (x, y + 150), samples=sca["output"], vae=s["vae"])
+    out_x = x + max(340, sca.size[0] + 40)  # a long title widens the sampler node
     if prefix is None:
-        out = g.add("PreviewImage", (x + 340, y), size=save_size, images=dec["IMAGE"])
+        out = g.add("PreviewImage", (out_x, y), size=save_size, images=dec["IMAGE"])
     else:
-        out = g.add("SaveImage", (x + 340, y), size=save_size, images=dec["IMAGE"], filename_prefix=prefix)
+        out = g.add("SaveImage", (out_x, y), size=save_size, images=dec["IMAGE"], filename_prefix=prefix)
     return sca, dec, out
 
 
@@ -87,13 +95,13 @@ def _metric(g: UIGraph, pos, images, *, reference=None, pairing="interleaved", g
     kwargs = {"images": images, "pairing": pairing, "group_size": group_size}
     if reference is not None:
         kwargs["reference"] = reference
-    return _ours(g.add("PairDiversityMetric", pos, title=title, size=METRIC_SIZE, **kwargs))
+    return _ours(g, g.add("PairDiversityMetric", pos, title=title, size=METRIC_SIZE, **kwargs))
 
 
 def _ci(g: UIGraph, pos, images, *, design: str, group_size: int = 2, title=None):
-    return _ours(g.add("NoiseDesignConfidenceInterval", pos, title=title, size=CI_SIZE, images=images,
-                       design=design, group_size=group_size, layout="interleaved", statistic="mean brightness",
-                       confidence=0.95))
+    return _ours(g, g.add("NoiseDesignConfidenceInterval", pos, title=title, size=CI_SIZE, images=images,
+                          design=design, group_size=group_size, layout="interleaved", statistic="mean brightness",
+                          confidence=0.95))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -109,9 +117,9 @@ def build_antithetic_vs_independent(object_info: dict) -> dict:
                          title="Sample (independent noise)")
     g.group("2 · Baseline: independent noise (core RandomNoise)", [rnd, *ind], C_BASE)
 
-    y = 640
-    anti = _ours(g.add("AntitheticLatentNoise", (x, y), size=(330, 154), noise_seed=SEED, group_size=2,
-                       layout="interleaved"))
+    y = 730
+    anti = _ours(g, g.add("AntitheticLatentNoise", (x, y), size=(330, 154), noise_seed=SEED, group_size=2,
+                          layout="interleaved"))
     ant = _sample_decode(g, s, anti["NOISE"], x, y + 200, prefix="antithetic/antithetic",
                          title="Sample (antithetic pairs)")
     g.group("3 · Antithetic pairs: images 1-2, 3-4, ... start from z and -z", [anti, *ant], C_OURS)
@@ -121,7 +129,7 @@ def build_antithetic_vs_independent(object_info: dict) -> dict:
                      title="Pair Diversity Metric (reference = independent batch)")
     table = g.add("PreviewAny", (mx, 720), title="Full report (markdown)", size=(460, 380),
                   source=metric[METRIC_REPORT])
-    g.group("4 · Diversity: antithetic pairs vs the same pairs of the independent batch", [metric, table],
+    g.group("4 · Diversity vs the independent batch", [metric, table],
             C_MEASURE)
 
     g.note(
@@ -135,7 +143,7 @@ def build_antithetic_vs_independent(object_info: dict) -> dict:
         "the independent batch. Pair correlation drops (negative is typical), 1 - SSIM and the Vendi score go up. "
         "The summary appears in the node after the run; the heatmap outlines the pairs.\n\n"
         "Antithetic noise costs nothing extra. Jia et al., *Antithetic Noise in Diffusion Models*, ICLR 2026.",
-        (0, -440), (900, 360))
+        (0, -470), (900, 360))
     return g.to_json()
 
 
@@ -147,8 +155,8 @@ def build_k_antithetic_gallery(object_info: dict) -> dict:
     g.group("1 · SDXL base: model, prompt, sampler", s["members"], C_SETUP)
 
     x = 2 * COL + 60
-    anti = _ours(g.add("AntitheticLatentNoise", (x, 0), size=(330, 154), noise_seed=SEED, group_size=4,
-                       layout="interleaved"))
+    anti = _ours(g, g.add("AntitheticLatentNoise", (x, 0), size=(330, 154), noise_seed=SEED, group_size=4,
+                          layout="interleaved"))
     res = _sample_decode(g, s, anti["NOISE"], x, 200, prefix="antithetic/k4_gallery",
                          title="Sample (groups of 4)", save_size=(600, 600))
     g.group("2 · K-antithetic groups: images 1-4 and 5-8, correlation -1/3 inside a group", [anti, *res], C_OURS)
@@ -156,7 +164,7 @@ def build_k_antithetic_gallery(object_info: dict) -> dict:
     mx = x + 1020
     metric = _metric(g, (mx, 0), res[1]["IMAGE"], pairing="groups of K", group_size=4,
                      title="Pair Diversity Metric (groups of 4)")
-    g.group("3 · Gallery diversity: Vendi score = effective number of distinct images", [metric], C_MEASURE)
+    g.group("3 · Gallery diversity (Vendi score)", [metric], C_MEASURE)
 
     g.note(
         "## K-antithetic gallery (SDXL)\n"
@@ -168,7 +176,7 @@ def build_k_antithetic_gallery(object_info: dict) -> dict:
         "batch: 1 = all alike, 8 = all different. To compare, swap the noise node for core *RandomNoise* (same "
         "seed) and queue again.\n\n"
         "Jia et al., *Antithetic Noise in Diffusion Models*, ICLR 2026.",
-        (0, -440), (900, 360))
+        (0, -470), (900, 360))
     return g.to_json()
 
 
@@ -179,14 +187,14 @@ def build_sobol_rqmc_estimate(object_info: dict) -> dict:
     g.group("1 · Shared: model, prompt, sampler (batch 32 = 4 replicates x 8 points)", s["members"], C_SETUP)
 
     x = 2 * COL + 60
-    sob = _ours(g.add("SobolRQMCLatentBatch", (x, 0), size=(330, 154), noise_seed=SEED, points_per_replicate=8,
-                      mode="auto", spectral_coefficients=64, antithetic=False))
-    rq = _sample_decode(g, s, sob["NOISE"], x, 200, prefix=None, title="Sample (Sobol RQMC)")
+    sob = _ours(g, g.add("SobolRQMCLatentBatch", (x, 0), noise_seed=SEED, points_per_replicate=8,
+                         mode="auto", spectral_coefficients=64, antithetic=False))
+    rq = _sample_decode(g, s, sob["NOISE"], x, 240, prefix=None, title="Sample (Sobol RQMC)")
     ci_rq = _ci(g, (x + 860, 0), rq[1]["IMAGE"], design="RQMC replicates", group_size=8,
                 title="Confidence Interval: RQMC replicates (n = 8)")
     g.group("2 · Sobol RQMC: 4 independent scramblings of 8 Sobol points", [sob, *rq, ci_rq], C_OURS)
 
-    y2 = 820
+    y2 = 840
     rnd = g.add("RandomNoise", (x, y2), noise_seed=SEED)
     iid = _sample_decode(g, s, rnd["NOISE"], x, y2 + 120, prefix=None, title="Sample (independent noise)")
     ci_iid = _ci(g, (x + 860, y2), iid[1]["IMAGE"], design="iid", title="Confidence Interval: iid")
@@ -203,7 +211,7 @@ def build_sobol_rqmc_estimate(object_info: dict) -> dict:
         "RQMC interval is usually narrower. The design inputs of each interval node must match its noise node "
         "(the badge turns red when they do not).\n\n"
         "After Jia et al., *Antithetic Noise in Diffusion Models*, ICLR 2026 (RQMC construction: see the README).",
-        (0, -460), (900, 380))
+        (0, -490), (900, 380))
     return g.to_json()
 
 
@@ -226,19 +234,19 @@ def build_nag_guided_ksampler(object_info: dict) -> dict:
                      filename_prefix="antithetic/guidance_off")
     g.group("2 · Core KSampler: no noise-awareness guidance", [off, dec_off, save_off], C_BASE)
 
-    y = 580
-    on = _ours(g.add("NoiseAwarenessGuidedKSampler", (x, y), title="NAG Guided KSampler (guidance on)",
-                     size=(340, 410), model=ckpt["MODEL"], positive=pos["CONDITIONING"], negative=neg["CONDITIONING"],
-                     latent_image=empty["LATENT"], awareness_scale=1.0, **common))
+    y = 610
+    on = _ours(g, g.add("NoiseAwarenessGuidedKSampler", (x, y), title="NAG Guided KSampler (guidance on)",
+                        size=(340, 410), model=ckpt["MODEL"], positive=pos["CONDITIONING"],
+                        negative=neg["CONDITIONING"], latent_image=empty["LATENT"], awareness_scale=1.0, **common))
     dec_on = g.add("VAEDecode", (x + 360, y), samples=on["LATENT"], vae=ckpt["VAE"])
     save_on = g.add("SaveImage", (x + 700, y), size=(440, 470), images=dec_on["IMAGE"],
                     filename_prefix="antithetic/guidance_on")
     g.group("3 · Noise Awareness Guidance on (same seed, steps, cfg)", [on, dec_on, save_on], C_OURS)
 
-    y2 = 1120
-    probe = _ours(g.add("NoiseShiftProbe", (x, y2), title="Noise Shift Probe (measure only: scale 0)",
-                        size=(340, 410), model=ckpt["MODEL"], positive=pos["CONDITIONING"],
-                        negative=neg["CONDITIONING"], latent_image=empty["LATENT"], awareness_scale=0.0, **common))
+    y2 = 1220
+    probe = _ours(g, g.add("NoiseShiftProbe", (x, y2), title="Noise Shift Probe (measure only: scale 0)",
+                           size=(340, 410), model=ckpt["MODEL"], positive=pos["CONDITIONING"],
+                           negative=neg["CONDITIONING"], latent_image=empty["LATENT"], awareness_scale=0.0, **common))
     plot = g.add("PreviewImage", (x + 360, y2), title="sigma-hat / sigma per step", size=(560, 440),
                  images=probe[PROBE_PLOT])
     nums = g.add("PreviewAny", (x + 940, y2), title="Probe numbers (JSON)", size=(360, 440),
@@ -255,7 +263,7 @@ def build_nag_guided_ksampler(object_info: dict) -> dict:
         "(1.0 = no shift). If the curve stays near 1, the guidance has little to fix on this model; set its "
         "awareness_scale to 1.0 to see the guided curve.\n"
         "* awareness_scale 0 gives exactly the core KSampler. Not related to Normalized Attention Guidance.",
-        (0, -440), (900, 360))
+        (0, -470), (900, 360))
     return g.to_json()
 
 
@@ -269,8 +277,8 @@ def build_flow_model_antithetic(object_info: dict) -> dict:
     g.group("1 · SD3.5 medium (rectified flow): model, text encoders, prompt", [*s["members"], clip], C_SETUP)
 
     x = 2 * COL + 60
-    anti = _ours(g.add("AntitheticLatentNoise", (x, 0), size=(330, 154), noise_seed=SEED, group_size=2,
-                       layout="interleaved"))
+    anti = _ours(g, g.add("AntitheticLatentNoise", (x, 0), size=(330, 154), noise_seed=SEED, group_size=2,
+                          layout="interleaved"))
     res = _sample_decode(g, s, anti["NOISE"], x, 200, prefix="antithetic/flow_pairs", title="Sample (flow, pairs)",
                          save_size=(600, 600))
     g.group("2 · Antithetic pairs on a 16-channel flow latent", [anti, *res], C_OURS)
@@ -287,7 +295,7 @@ def build_flow_model_antithetic(object_info: dict) -> dict:
         "holds all the way. For Flux, load the Flux model and text encoders instead; the noise node is the same.\n\n"
         "Model files: `sd3.5_medium.safetensors` in models/checkpoints; `clip_l`, `clip_g` and `t5xxl_fp16` (or "
         "`t5xxl_fp8_e4m3fn`) in models/text_encoders.",
-        (0, -440), (900, 360))
+        (0, -470), (900, 360))
     return g.to_json()
 
 
@@ -306,10 +314,10 @@ def build_partial_antithetic_ancestral(object_info: dict) -> dict:
     g.group("2 · Where the pair may differ (white = antithetic)", [base, half, comp, prev], C_SETUP)
 
     y = 560
-    anti = _ours(g.add("AntitheticLatentNoise", (x, y), size=(330, 154), noise_seed=SEED, group_size=2,
-                       layout="interleaved", mask=comp["MASK"]))
-    mirrored = _ours(g.add("AntitheticSampler", (x, y + 200), size=(330, 130), sampler_name="euler_ancestral",
-                           group_size=2, layout="interleaved", mask=comp["MASK"]))
+    anti = _ours(g, g.add("AntitheticLatentNoise", (x, y), size=(330, 154), noise_seed=SEED, group_size=2,
+                          layout="interleaved", mask=comp["MASK"]))
+    mirrored = _ours(g, g.add("AntitheticSampler", (x, y + 220), size=(330, 130), sampler_name="euler_ancestral",
+                              group_size=2, layout="interleaved", mask=comp["MASK"]))
     res = _sample_decode(g, s, anti["NOISE"], x + 380, y, sampler=mirrored["SAMPLER"],
                          prefix="antithetic/partial_mirrored", title="Sample (mirrored step noise)")
     g.group("3 · Masked antithetic pair + mirrored step noise (euler_ancestral)", [anti, mirrored, *res], C_OURS)
@@ -319,7 +327,7 @@ def build_partial_antithetic_ancestral(object_info: dict) -> dict:
                            title="Sample (ordinary euler_ancestral)")
     g.group("4 · Same start, ordinary ancestral sampler (step noise not mirrored)", list(plain), C_BASE)
 
-    mx = x + 1240
+    mx = max(n.pos[0] + n.size[0] for n in (*res, *plain)) + 80
     metric = _metric(g, (mx, y), res[1]["IMAGE"], reference=plain[1]["IMAGE"], pairing="interleaved",
                      title="Pair Diversity Metric (reference = not mirrored)")
     g.group("5 · Pair diversity: mirrored vs not mirrored", [metric], C_MEASURE)
@@ -334,7 +342,7 @@ def build_partial_antithetic_ancestral(object_info: dict) -> dict:
         "* The metric uses the unmirrored branch as its reference: pair correlation is lower with mirroring.\n\n"
         "Use the same group size, layout and mask on the noise node and the sampler node (the badge turns red "
         "when they differ).",
-        (0, -440), (900, 360))
+        (0, -470), (900, 360))
     return g.to_json()
 
 

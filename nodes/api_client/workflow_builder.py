@@ -38,7 +38,9 @@ WIDGET_H = 24
 PAD_H = 14
 MULTILINE_H = 90
 GROUP_PAD = 20
-GROUP_TITLE_H = 46
+# From a group's top edge to its top node's body: the group title band (font 24: 34 px), a row for node badges
+# (LiteGraph draws them 22-52 px above a node's body, over anything there) and the node's 30 px title bar.
+GROUP_TITLE_H = 80
 
 
 @dataclass(frozen=True)

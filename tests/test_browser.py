@@ -1,0 +1,676 @@
+"""The example workflows and the frontend extension in a real browser against a real ComfyUI.
+
+Headless Chromium (Debian's ``chromium`` package, ``/usr/bin/chromium`` or ``$CHROMIUM_PATH``) driven by
+Playwright's Python package (``pip install playwright``; its own browser downloads are never used), against the
+session ``comfy_server`` fixture (ComfyUI on a free loopback port, this pack symlinked into custom_nodes, the
+tiny random SD1.5 checkpoint). Skips with the reason when Chromium, Playwright or ComfyUI is missing.
+
+What it checks, in file order (one browser page for the module):
+* the frontend starts with our extension registered once (one ``antithetic_sampling.ui`` entry, the script
+  fetched once) and without console errors;
+* the "missing nodes" detector used below does see that dialog (so its silence later means something);
+* every workflow, opened the way a user does (ComfyUI menu -> Browse Templates -> Custom Nodes ->
+  antithetic-sampling -> its card): the pack is listed under Custom Nodes with all six cards and their
+  thumbnails; loading opens no dialog (missing nodes / models) and logs no console error; the graph equals the
+  file (nodes, links, every widget value after the frontend's own round trip); the frontend's own prompt
+  conversion equals ``workflows/api/<name>.json``; our design badge on every node that carries a design, drawn
+  next to the frontend's own badges and never in red on a shipped workflow; pack nodes in the category colours;
+  no overlapping nodes or groups, no badge over another node or a group title; a screenshot of the whole graph
+  (``--update-thumbnails`` turns it into ``workflows/<name>.jpg``);
+* new pack nodes get the category colour and exactly one badge;
+* the mismatch warning turns on (red, with the reason, actually drawn on the canvas) when a design is changed
+  (through the graph API in the page) to disagree with its noise node, and off again when it agrees, for the
+  metric, the confidence interval and the Antithetic Sampler; a pair metric on an independent batch stays neutral;
+* one workflow run from the UI: antithetic_vs_independent, switched to the tiny checkpoint, 64 px and 2 steps
+  the way a user does it (mouse on the canvas widgets: the checkpoint combo's list, the number prompts), queued
+  with the Run button; both image batches show in their Save Image nodes, the metric node shows its plot and our
+  summary panel with exactly the text the server put in ``/history``; the panel is neither saved in the
+  workflow nor sent with the prompt.
+
+Screenshots go to ``$ANTITHETIC_BROWSER_SCREENSHOTS`` or a folder under pytest's temporary directory (printed at
+the end of the module).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
+    pytest.skip(
+        f"browser: no Chromium at {CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="browser: Playwright's Python package is missing (pip install playwright; only its driver is used, "
+    "never `playwright install`)",
+)
+
+from antithetic_sampling.nodes.api_client.example_workflows import CATEGORY_COLORS  # noqa: E402
+from antithetic_sampling.tests.comfy_host import CHECKPOINT_NAME, PACK_FOLDER  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WF = ROOT / "workflows"
+NAMES = sorted(p.stem for p in WF.glob("*.json"))
+EXTENSION_NAME = "antithetic_sampling.ui"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1600, "height": 1000}
+UI_TIMEOUT_MS = 180_000  # generous: two shared cores, other servers busy
+RUN_TIMEOUT_S = 900
+THUMB_WIDTH = 512
+
+# Our badge on every node that carries a design in the shipped workflows: {workflow: {node id: text}}.
+EXPECTED_BADGES = {
+    "antithetic_vs_independent": {12: "pairs · interleaved", 16: "pairs · interleaved"},
+    "flow_model_antithetic": {10: "pairs · interleaved", 14: "pairs · interleaved"},
+    "k_antithetic_gallery": {8: "K=4 · interleaved", 12: "K=4 · interleaved"},
+    "nag_guided_ksampler": {},
+    "partial_antithetic_ancestral": {
+        12: "pairs · interleaved · masked", 13: "mirrored pairs · interleaved · masked", 20: "pairs · interleaved",
+    },
+    "sobol_rqmc_estimate": {8: "RQMC · n=8", 12: "RQMC · n=8", 17: "iid"},
+}
+WARN_BG = "#B3261E"
+DESIGN_NODES = {"AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "PairDiversityMetric",
+                "NoiseDesignConfidenceInterval"}
+
+# Console errors that are not ours (each also happens with this pack's script blocked); nothing else is tolerated.
+# 404s of files a fresh ComfyUI user directory does not have: the frontend asks for them on every start.
+IGNORED_404_PATHS = (
+    "/api/userdata/user.css",  # optional user stylesheet (user/default/user.css), absent on a fresh server
+    "/user.css",  # the frontend's index.html links the same stylesheet by this path as well
+    "/favicon.ico",  # ComfyUI 0.3.64 serves no /favicon.ico; Chromium asks for it by itself
+    "/api/userdata?dir=workflows",  # no saved workflows yet: the user's workflows folder does not exist
+    "/api/userdata?dir=subgraphs",  # no saved subgraph blueprints yet
+    "/api/userdata/comfy.templates.json",  # no saved node templates yet
+)
+
+
+def _ignorable_pageerror(text: str) -> bool:
+    # Frontend 1.27.10 bug, not ours (it happens with our extension blocked as well): registering the core
+    # setting Comfy.Canvas.NavigationMode runs its onChange, which sets Comfy.Canvas.LeftMouseClickBehavior before
+    # that setting is registered -> "Cannot read properties of undefined (reading 'id')" in settingStore's
+    # onChange, thrown from addSetting while GraphCanvas registers the core settings. Reported as
+    # Comfy-Org/ComfyUI_frontend#6747, fixed upstream by PR #6184 (not in 1.27.10).
+    return "Cannot read properties of undefined (reading 'id')" in text and "addSetting" in text
+
+
+class Console:
+    """Console errors and uncaught exceptions of the page, in order; and the extension scripts it fetched."""
+
+    def __init__(self, page, allow_missing_thumbnails: bool) -> None:
+        self.entries: list[str] = []
+        self.extension_requests: list[str] = []
+        self.allow_missing_thumbnails = allow_missing_thumbnails
+        page.on("console", self._on_console)
+        page.on("pageerror", self._on_pageerror)
+        page.on("request", self._on_request)
+
+    def _on_request(self, req) -> None:
+        if "/extensions/" in req.url:
+            self.extension_requests.append(req.url.split("/extensions/", 1)[1])
+
+    def _on_console(self, msg) -> None:
+        if msg.type != "error":
+            return
+        url = (msg.location or {}).get("url", "")
+        if "Failed to load resource" in msg.text and "404" in msg.text:
+            path = "/" + url.split("://", 1)[-1].split("/", 1)[-1]
+            if path.startswith(IGNORED_404_PATHS):
+                return
+            if (self.allow_missing_thumbnails and path.startswith(f"/api/workflow_templates/{PACK_FOLDER}/")
+                    and path.endswith(".jpg")):
+                return  # --update-thumbnails: the thumbnails being made may not exist yet
+        self.entries.append(f"console.error: {msg.text} ({url})")
+
+    def _on_pageerror(self, err) -> None:
+        text = f"{err.name}: {err.message}\n{err.stack or ''}"
+        if not _ignorable_pageerror(text):
+            self.entries.append(f"uncaught: {text}")
+
+    def mark(self) -> int:
+        return len(self.entries)
+
+    def since(self, mark: int) -> list[str]:
+        return self.entries[mark:]
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory, request):
+    env = os.environ.get("ANTITHETIC_BROWSER_SCREENSHOTS")
+    if env:
+        out = pathlib.Path(env)
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = tmp_path_factory.mktemp("browser_screenshots")
+    yield out
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"[browser] screenshots in {out}")
+
+
+@pytest.fixture(scope="module")
+def browser(comfy_server, tmp_path_factory, request):
+    # A returning user: with Comfy.TutorialCompleted unset the frontend opens the templates dialog by itself at
+    # an unpredictable moment, racing the clicks below. The minimap would sit on top of the screenshots.
+    for key, value in (("Comfy.TutorialCompleted", True), ("Comfy.Minimap.Visible", False)):
+        comfy_server.post_json(f"/api/settings/{key}", value)
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium_profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,
+        )
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        page = context.new_page()
+        console = Console(page, allow_missing_thumbnails=request.config.getoption("--update-thumbnails"))
+        page.goto(comfy_server.url, wait_until="domcontentloaded")
+        page.wait_for_function(
+            "() => window.app?.graph && window.app?.canvas && window.app?.extensionManager"
+            " && document.querySelector('[data-testid=\"queue-button\"]')",
+            timeout=UI_TIMEOUT_MS,
+        )
+        page.wait_for_load_state("networkidle", timeout=UI_TIMEOUT_MS)
+        try:
+            yield page, console
+        finally:
+            context.close()
+
+
+@pytest.fixture()
+def page(browser):
+    return browser[0]
+
+
+@pytest.fixture()
+def console(browser):
+    return browser[1]
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def load_ui(name: str) -> dict:
+    return json.loads((WF / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def load_api(name: str) -> dict:
+    return json.loads((WF / "api" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def open_dialogs(page) -> list[dict]:
+    """The frontend's open dialogs (``.global-dialog``; ``aria-labelledby`` is the dialog's key)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.global-dialog')].map(d => ({
+               key: d.getAttribute('aria-labelledby'), text: d.innerText.slice(0, 400)}))"""
+    )
+
+
+def wait_no_dialog(page) -> None:
+    page.wait_for_function("() => document.querySelectorAll('.global-dialog').length === 0")
+
+
+def open_templates(page):
+    """ComfyUI menu -> Browse Templates -> Custom Nodes -> antithetic-sampling; return the dialog locator."""
+    page.locator(".comfyui-logo-wrapper").click()
+    page.get_by_role("menuitem", name="Browse Templates").click()
+    dialog = page.locator('.global-dialog[aria-labelledby="global-template-workflows"]')
+    dialog.wait_for()
+    # the pack's entry must be in the "Custom Nodes" section of the category list
+    section = dialog.evaluate(
+        """(d, pack) => {
+             const items = [...d.querySelectorAll('li[role="option"]')];
+             const head = items.findIndex(li => li.querySelector('h2')?.textContent.trim() === 'Custom Nodes');
+             if (head < 0) return null;
+             return items.slice(head + 1).map(li => li.getAttribute('aria-label'));
+           }""",
+        PACK_FOLDER,
+    )
+    assert section is not None, "the templates dialog has no 'Custom Nodes' section"
+    assert PACK_FOLDER in section, f"{PACK_FOLDER} not under Custom Nodes: {section}"
+    dialog.locator(f'li[role="option"][aria-label="{PACK_FOLDER}"]').click()
+    # the grid showed the core templates until now: wait until it shows exactly our six cards
+    expected = sorted(f"template-workflow-{n}" for n in NAMES)
+    cards_js = (
+        "() => [...document.querySelectorAll('.global-dialog [data-testid^=\"template-workflow-\"]')]"
+        ".map(e => e.dataset.testid).sort()"
+    )
+    try:
+        page.wait_for_function(
+            f"(expected) => JSON.stringify(({cards_js})()) === JSON.stringify(expected)", arg=expected
+        )
+    except sync_api.TimeoutError:
+        pytest.fail(f"the {PACK_FOLDER} category shows {page.evaluate(cards_js)}, expected {expected}")
+    return dialog
+
+
+def load_from_templates(page, name: str, check_thumbnail: bool) -> None:
+    dialog = open_templates(page)
+    card = dialog.locator(f'[data-testid="template-workflow-{name}"]')
+    if check_thumbnail:
+        url = f"/api/workflow_templates/{PACK_FOLDER}/{name}.jpg"
+        status = page.evaluate(
+            "async (u) => { const r = await fetch(u); return [r.status, r.headers.get('content-type')]; }", url
+        )
+        assert status[0] == 200, f"{url}: HTTP {status[0]} (pytest tests/test_browser.py --update-thumbnails makes it)"
+        assert status[1] == "image/jpeg", status
+        img = card.locator("img").first
+        img.wait_for()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+    card.click()
+    dialog.wait_for(state="detached")
+    ui = load_ui(name)
+    page.wait_for_function(  # the dialog closes before the graph is replaced: wait for this file's nodes
+        "nodes => app.graph.nodes.length === nodes.length"
+        " && nodes.every(([i, t]) => app.graph.getNodeById(i)?.type === t)",
+        arg=[[n["id"], n["type"]] for n in ui["nodes"]],
+    )
+    page.wait_for_timeout(500)  # let dialogs that follow a load (missing nodes / models) open
+
+
+def our_badges(page) -> dict[int, dict]:
+    """{node id: {"text", "warn", "bg", "count"}} for every node carrying our badge (any text)."""
+    return {
+        int(k): v
+        for k, v in page.evaluate(
+            """() => Object.fromEntries(app.graph.nodes.map(n => {
+                   const ours = (n.badges ?? []).map(b => typeof b === 'function' ? b() : b)
+                                                .filter(b => b?.antithetic);
+                   return [n.id, ours];
+                 }).filter(([, ours]) => ours.length).map(([id, ours]) => [id, {
+                   text: ours[0].text, warn: ours[0].antithetic.warn, bg: ours[0].bgColor, count: ours.length}]))"""
+        ).items()
+    }
+
+
+def drawn_texts(page, node_id: int) -> list[str]:
+    """Every string the canvas draws while node ``node_id`` is centred at 100 % zoom (fillText spy)."""
+    return page.evaluate(
+        """(id) => {
+             const node = app.graph.getNodeById(id);
+             app.canvas.ds.scale = 1;
+             app.canvas.centerOnNode(node);
+             const proto = CanvasRenderingContext2D.prototype;
+             const original = proto.fillText;
+             const seen = [];
+             proto.fillText = function (text, ...rest) { seen.push(String(text)); return original.call(this, text, ...rest); };
+             try { app.canvas.setDirty(true, true); app.canvas.draw(true, true); } finally { proto.fillText = original; }
+             return seen;
+           }""",
+        node_id,
+    )
+
+
+def set_widget(page, node_id: int, name: str, value) -> None:
+    """Set a widget through the graph API in the page (value + the widget's callback, as the UI does)."""
+    page.evaluate(
+        """([id, name, value]) => {
+             const node = app.graph.getNodeById(id);
+             const w = node.widgets.find(w => w.name === name);
+             w.value = value;
+             w.callback?.(value, app.canvas, node);
+             node.setDirtyCanvas(true, true);
+           }""",
+        [node_id, name, value],
+    )
+
+
+def widget_point(page, node_id: int, name: str) -> tuple[float, float]:
+    """Centre the node at 100 % zoom; return the page coordinates of the middle of its widget ``name``."""
+    return tuple(
+        page.evaluate(
+            """([id, name]) => {
+                 const node = app.graph.getNodeById(id);
+                 app.canvas.ds.scale = 1;
+                 app.canvas.centerOnNode(node);
+                 app.canvas.setDirty(true, true);
+                 app.canvas.draw(true, true);  // lays the widgets out (w.y)
+                 const w = node.widgets.find(w => w.name === name);
+                 const h = w.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT;
+                 const p = app.canvas.ds.convertOffsetToCanvas([node.pos[0] + node.size[0] / 2, node.pos[1] + w.y + h / 2]);
+                 const r = app.canvas.canvas.getBoundingClientRect();
+                 const dpr = window.devicePixelRatio || 1;
+                 return [r.left + p[0] / dpr, r.top + p[1] / dpr];
+               }""",
+            [node_id, name],
+        )
+    )
+
+
+def widget_value(page, node_id: int, name: str):
+    return page.evaluate(
+        "([id, name]) => app.graph.getNodeById(id).widgets.find(w => w.name === name).value", [node_id, name]
+    )
+
+
+def pick_combo_value(page, node_id: int, name: str, value: str) -> None:
+    """Click the combo widget on the canvas and choose ``value`` from the list it opens (what a user does)."""
+    x, y = widget_point(page, node_id, name)
+    page.mouse.click(x, y)
+    page.locator(".litecontextmenu .litemenu-entry", has_text=value).first.click()
+    assert widget_value(page, node_id, name) == value
+
+
+def type_number(page, node_id: int, name: str, value: int) -> None:
+    """Click the middle of a number widget on the canvas, type the value in its prompt and press Enter."""
+    x, y = widget_point(page, node_id, name)
+    page.mouse.click(x, y)
+    box = page.locator(".graphdialog input")
+    box.fill(str(value))
+    box.press("Enter")
+    page.wait_for_function(
+        "([id, name, v]) => app.graph.getNodeById(id).widgets.find(w => w.name === name).value === v",
+        arg=[node_id, name, value],
+    )
+
+
+LAYOUT_PROBLEMS_JS = """() => {
+  const T = LiteGraph.NODE_TITLE_HEIGHT, GAP = 2;
+  const ctx = app.canvas.ctx;
+  const nodes = app.graph.nodes;
+  const groups = app.graph.groups ?? app.graph._groups ?? [];
+  const box = (n) => [n.pos[0], n.pos[1] - T, n.size[0], n.size[1] + T];
+  const hit = (a, b) => a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3];
+  const out = [];
+  for (const n of nodes) {
+    const min = n.computeSize();
+    if (min[0] > n.size[0] + 0.5 || min[1] > n.size[1] + 0.5)
+      out.push(`node ${n.id} ${n.type} saved ${Array.from(n.size)} < frontend minimum ${Array.from(min)}`);
+  }
+  for (let i = 0; i < nodes.length; i++)
+    for (let j = i + 1; j < nodes.length; j++)
+      if (hit(box(nodes[i]), box(nodes[j]))) out.push(`nodes ${nodes[i].id} and ${nodes[j].id} overlap`);
+  for (const g of groups) {  // LGraphGroup.draw: title at `padding` from the left edge, never clipped
+    ctx.save();
+    ctx.font = `${g.font_size || LiteGraph.DEFAULT_GROUP_FONT_SIZE}px ${LiteGraph.GROUP_FONT}`;
+    const w = ctx.measureText(g.title).width + 2 * (LGraphGroup.padding ?? 4);
+    ctx.restore();
+    if (w > g.size[0]) out.push(`title of group "${g.title}" is wider than the group (${Math.round(w)} > ${g.size[0]})`);
+  }
+  for (let i = 0; i < groups.length; i++)
+    for (let j = i + 1; j < groups.length; j++)
+      if (hit([...groups[i].pos, ...groups[i].size], [...groups[j].pos, ...groups[j].size]))
+        out.push(`groups "${groups[i].title}" and "${groups[j].title}" overlap`);
+  for (const n of nodes) {
+    const badges = (n.badges ?? []).map(b => typeof b === 'function' ? b() : b);
+    if (!badges.some(b => b?.antithetic && b.text)) continue;
+    // LGraphNode.drawBadges: right-aligned, GAP apart, bottom edge GAP above the title bar
+    const w = badges.reduce((acc, b) => acc + b.getWidth(ctx) + GAP, 0);
+    const h = Math.max(...badges.map(b => b.visible ? b.height : 0));
+    const row = [n.pos[0] + n.size[0] - w, n.pos[1] - T - GAP - h, w, h];
+    for (const m of nodes) if (m !== n && hit(row, box(m))) out.push(`badges of node ${n.id} cover node ${m.id}`);
+    for (const g of groups)
+      if (hit(row, [g.pos[0], g.pos[1], g.size[0], g.titleHeight ?? 34]))
+        out.push(`badges of node ${n.id} cover the title of group "${g.title}"`);
+  }
+  return out;
+}"""
+
+FIT_GRAPH_JS = """([top, side, bottom]) => {
+  // Show the whole graph as large as the window allows, at full detail; return its rectangle on the page.
+  const c = app.canvas, T = LiteGraph.NODE_TITLE_HEIGHT;
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  const add = (x, y, w, h) => { x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x + w); y1 = Math.max(y1, y + h); };
+  for (const n of app.graph.nodes) add(n.pos[0], n.pos[1] - T - 24, n.size[0], n.size[1] + T + 24);
+  for (const g of app.graph.groups ?? app.graph._groups ?? []) add(g.pos[0], g.pos[1], g.size[0], g.size[1]);
+  x0 -= 10; y0 -= 10; x1 += 10; y1 += 10;
+  const r = c.canvas.getBoundingClientRect();
+  const s = Math.min((r.width - 2 * side) / (x1 - x0), (r.height - top - bottom) / (y1 - y0), 1);
+  c.min_font_size_for_lod = 0;  // full detail (titles, widget text) even when zoomed out
+  c.ds.scale = s;
+  c.ds.offset = [side / s - x0, top / s - y0];
+  c.setDirty(true, true);
+  c.draw(true, true);
+  return [r.left + side, r.top + top, (x1 - x0) * s, (y1 - y0) * s];
+}"""
+
+
+def graph_screenshot(page, path: pathlib.Path) -> None:
+    """Whole graph, UI chrome hidden (focus mode), cropped to the graph."""
+    lod = page.evaluate("() => { app.extensionManager.focusMode = true; return app.canvas.min_font_size_for_lod; }")
+    page.wait_for_timeout(300)
+    x, y, w, h = page.evaluate(FIT_GRAPH_JS, [70, 20, 150])
+    page.wait_for_timeout(700)  # DOM widgets (text boxes, notes) follow the canvas on the next frames
+    page.screenshot(path=str(path), clip={"x": x, "y": y, "width": w, "height": h})
+    page.evaluate("(lod) => { app.extensionManager.focusMode = false; app.canvas.min_font_size_for_lod = lod; }", lod)
+
+
+def write_thumbnail(png: pathlib.Path, jpg: pathlib.Path) -> None:
+    from PIL import Image
+
+    with Image.open(png) as im:
+        im = im.convert("RGB")
+        height = max(1, round(im.height * THUMB_WIDTH / im.width))
+        im = im.resize((THUMB_WIDTH, height), Image.Resampling.LANCZOS)
+        im.save(jpg, "JPEG", quality=82, optimize=True, progressive=True)
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def test_frontend_starts_with_our_extension_once(page, console):
+    assert page.evaluate("() => app.extensions.filter(e => e.name === 'antithetic_sampling.ui').length") == 1
+    assert page.evaluate("() => app.extensions.filter(e => e.name.includes('antithetic')).map(e => e.name)") == [
+        EXTENSION_NAME
+    ]
+    fetched = [u for u in console.extension_requests if "antithetic" in u]
+    assert fetched == [f"{PACK_FOLDER}/antithetic_sampling.js"], fetched
+    assert console.since(0) == [], "console errors while the frontend started:\n" + "\n".join(console.since(0))
+
+
+def test_missing_node_dialog_is_detected(page, console):
+    # The check every template load relies on, shown to fire: a node type the server does not have.
+    graph = {"last_node_id": 1, "last_link_id": 0, "nodes": [{"id": 1, "type": "NoSuchNodeFromAnotherPack",
+             "pos": [0, 0], "size": [200, 60], "flags": {}, "order": 0, "mode": 0, "properties": {}}],
+             "links": [], "groups": [], "config": {}, "extra": {}, "version": 0.4}
+    mark = console.mark()
+    page.evaluate("g => app.loadGraphData(g, true, true, 'missing-node-check')", graph)
+    page.locator('.global-dialog[aria-labelledby="global-load-workflow-warning"]').wait_for()
+    assert "NoSuchNodeFromAnotherPack" in open_dialogs(page)[0]["text"]
+    page.keyboard.press("Escape")
+    wait_no_dialog(page)
+    # what the frontend logs about the unknown type is expected here; anything else is not
+    assert [e for e in console.since(mark) if "NoSuchNodeFromAnotherPack" not in e] == []
+    del console.entries[mark:]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_template_loads_cleanly(name, page, console, screenshots, request):
+    update = request.config.getoption("--update-thumbnails")
+    mark = console.mark()
+    load_from_templates(page, name, check_thumbnail=not update)
+
+    assert open_dialogs(page) == [], f"{name}: a dialog opened on load (missing nodes or models?)"
+
+    ui = load_ui(name)
+    saved = page.evaluate("() => app.graph.serialize()")
+    by_id = {n["id"]: n for n in saved["nodes"]}
+    for node in ui["nodes"]:
+        live = by_id[node["id"]]
+        assert live["type"] == node["type"]
+        assert live.get("widgets_values") == node.get("widgets_values"), (
+            f"{name}: node {node['id']} {node['type']} widgets changed on load: {live.get('widgets_values')}"
+        )
+    assert sorted(map(tuple, saved["links"])) == sorted(map(tuple, ui["links"]))
+
+    # The frontend's own UI -> API conversion agrees with the API copy. Only difference allowed: the frontend's
+    # PreviewAny extension adds a display-only "preview" text widget that it sends as an input (the server
+    # ignores inputs a node does not declare).
+    prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
+    for node in prompt.values():
+        if node["class_type"] == "PreviewAny":
+            node["inputs"].pop("preview", None)
+    assert prompt == load_api(name), f"{name}: the frontend converts the workflow differently from api/{name}.json"
+
+    badges = our_badges(page)
+    assert {i: b["text"] for i, b in badges.items()} == EXPECTED_BADGES[name]
+    assert all(b["count"] == 1 and not b["warn"] for b in badges.values()), badges
+    for nid, text in EXPECTED_BADGES[name].items():
+        assert text in drawn_texts(page, nid), f"{name}: badge of node {nid} not drawn"
+
+    info = page.evaluate(
+        "() => app.graph.nodes.map(n => [n.id, n.constructor.nodeData?.category ?? '', n.color ?? null,"
+        " n.bgcolor ?? null])"
+    )
+    for nid, category, color, bgcolor in info:
+        if category.startswith("antithetic/"):
+            assert (color, bgcolor) == CATEGORY_COLORS[category.split("/")[1]], f"{name}: node {nid} colour"
+
+    assert page.evaluate(LAYOUT_PROBLEMS_JS) == []
+
+    png = screenshots / f"{name}.png"
+    graph_screenshot(page, png)
+    if update:
+        write_thumbnail(png, WF / f"{name}.jpg")
+    assert console.since(mark) == [], f"{name}: console errors:\n" + "\n".join(console.since(mark))
+
+
+def test_new_pack_nodes_get_category_colour_and_one_badge(page, console, comfy_server):
+    info = comfy_server.object_info()
+    ours = {k: v["category"] for k, v in info.items() if v.get("category", "").startswith("antithetic/")}
+    assert len(ours) >= 8, ours
+    mark = console.mark()
+    page.evaluate("() => app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
+    page.wait_for_function("() => app.graph.nodes.length === 0")
+    created = page.evaluate(
+        """(types) => types.map((t, i) => {
+             const n = LiteGraph.createNode(t);
+             n.pos = [i * 360, 0];
+             app.graph.add(n);
+             return [n.id, t, n.color ?? null, n.bgcolor ?? null];
+           })""",
+        sorted(ours),
+    )
+    badges = our_badges(page)
+    for nid, node_type, color, bgcolor in created:
+        assert (color, bgcolor) == CATEGORY_COLORS[ours[node_type].split("/")[1]], node_type
+        if node_type in DESIGN_NODES:
+            assert badges[nid]["count"] == 1 and badges[nid]["text"], (node_type, badges.get(nid))
+        else:
+            assert nid not in badges, (node_type, badges.get(nid))
+    assert console.since(mark) == [], "\n".join(console.since(mark))
+
+
+def _load(page, name: str) -> None:
+    page.evaluate("async (g) => { await app.loadGraphData(g[0], true, true, g[1]); }", [load_ui(name), name])
+    wait_no_dialog(page)
+
+
+def test_mismatch_warning(page, console, screenshots):
+    mark = console.mark()
+
+    def badge(nid):
+        return our_badges(page)[nid]
+
+    # metric vs the noise that made its batch
+    _load(page, "antithetic_vs_independent")
+    set_widget(page, 12, "group_size", 4)
+    warned = badge(16)
+    assert warned == {"text": "⚠ pairs · interleaved (noise has K=4)", "warn": True, "bg": WARN_BG, "count": 1}
+    assert warned["text"] in drawn_texts(page, 16)
+    page.screenshot(path=str(screenshots / "mismatch_warning.png"))
+    set_widget(page, 12, "group_size", 2)
+    set_widget(page, 12, "layout", "halves")
+    assert badge(16)["text"] == "⚠ pairs · interleaved (noise is halves)"
+    set_widget(page, 16, "pairing", "halves")
+    assert badge(16) == {"text": "pairs · halves", "warn": False, "bg": badge(16)["bg"], "count": 1}
+    assert badge(16)["bg"] != WARN_BG
+    # the same pairs of an independent batch are a baseline, not a mismatch
+    page.evaluate("() => app.graph.getNodeById(10).connect(0, app.graph.getNodeById(16), 0)")
+    assert badge(16)["text"] == "pairs · halves"
+
+    # confidence intervals: RQMC points per replicate, and a paired design on an iid batch
+    _load(page, "sobol_rqmc_estimate")
+    set_widget(page, 8, "points_per_replicate", 4)
+    assert badge(12)["text"] == "⚠ RQMC · n=8 (noise has n=4)" and badge(12)["warn"]
+    set_widget(page, 12, "group_size", 4)
+    assert badge(12) == {"text": "RQMC · n=4", "warn": False, "bg": badge(12)["bg"], "count": 1}
+    set_widget(page, 17, "design", "antithetic pairs")
+    assert badge(17)["text"] == "⚠ pairs · interleaved (batch is iid)"
+
+    # Antithetic Sampler vs the noise node of the same SamplerCustomAdvanced
+    _load(page, "partial_antithetic_ancestral")
+    set_widget(page, 13, "layout", "halves")
+    assert badge(13)["text"] == "⚠ mirrored pairs · halves · masked (noise is interleaved)"
+    assert badge(13)["text"] in drawn_texts(page, 13)
+    set_widget(page, 12, "layout", "halves")
+    assert not badge(13)["warn"] and badge(13)["text"] == "mirrored pairs · halves · masked"
+    assert console.since(mark) == [], "\n".join(console.since(mark))
+
+
+def test_run_from_the_ui_shows_images_and_metric_panel(page, console, comfy_server, screenshots):
+    name = "antithetic_vs_independent"
+    mark = console.mark()
+    load_from_templates(page, name, check_thumbnail=False)
+    assert open_dialogs(page) == []
+
+    # What a user does to run it here (only the tiny checkpoint exists): mouse on the canvas widgets.
+    pick_combo_value(page, 1, "ckpt_name", CHECKPOINT_NAME)
+    type_number(page, 4, "width", 64)
+    type_number(page, 4, "height", 64)
+    type_number(page, 6, "steps", 2)
+    widgets_before = {n["id"]: n.get("widgets_values") for n in page.evaluate("() => app.graph.serialize()")["nodes"]}
+    page.evaluate("() => app.extensionManager.command.execute('Comfy.Canvas.FitView')")  # every output in view
+
+    page.locator('[data-testid="queue-button"]').click()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while True:
+        state = page.evaluate(
+            """() => {
+                 const panel = app.graph.getNodeById(16).widgets?.find(w => w.name === 'antithetic_summary');
+                 const imgs = (id) => (app.graph.getNodeById(id).imgs ?? []).filter(i => i.complete && i.naturalWidth > 0).length;
+                 return {panel: panel ? panel.element.textContent : null, saved: [imgs(11), imgs(15)], plot: imgs(16),
+                         dialogs: [...document.querySelectorAll('.global-dialog')].map(d => d.innerText.slice(0, 600))};
+               }"""
+        )
+        assert not state["dialogs"], f"the run opened a dialog: {state['dialogs']}"
+        if state["panel"] and state["saved"] == [8, 8] and state["plot"] == 1:
+            break
+        assert time.monotonic() < deadline, f"no result in the UI after {RUN_TIMEOUT_S} s: {state}"
+        page.wait_for_timeout(500)
+
+    entry = next(iter(comfy_server.get_json("/history?max_items=1").values()))
+    sent = entry["prompt"][2]
+    assert sent["1"]["inputs"]["ckpt_name"] == CHECKPOINT_NAME
+    assert (sent["4"]["inputs"]["width"], sent["4"]["inputs"]["height"], sent["6"]["inputs"]["steps"]) == (64, 64, 2)
+    assert "antithetic_summary" not in sent["16"]["inputs"]  # the panel is never sent
+    text = "\n".join(entry["outputs"]["16"]["text"])
+    assert state["panel"] == text.strip()
+    assert text.startswith("interleaved pairs, 4 pair(s) of 8 images"), text
+    assert "centered correlation" in text and "reference" in text
+    sizes = page.evaluate(
+        "() => [11, 15].map(id => app.graph.getNodeById(id).imgs.map(i => [i.naturalWidth, i.naturalHeight]))"
+    )
+    assert sizes == [[[64, 64]] * 8] * 2
+    report = page.evaluate("() => app.graph.getNodeById(17).widgets.find(w => w.name === 'preview')?.value ?? ''")
+    assert report.startswith("### Pair Diversity Metric"), report[:200]
+
+    widgets_after = {n["id"]: n.get("widgets_values") for n in page.evaluate("() => app.graph.serialize()")["nodes"]}
+    assert widgets_after == widgets_before, "the result panel leaked into the saved workflow"
+
+    page.mouse.move(VIEWPORT["width"] / 2, VIEWPORT["height"] - 40)  # no tooltip from the Run button
+    graph_screenshot(page, screenshots / "run_graph.png")
+    page.evaluate(
+        "() => { app.canvas.ds.scale = 1; app.canvas.centerOnNode(app.graph.getNodeById(16));"
+        " app.canvas.setDirty(true, true); }"
+    )
+    page.wait_for_timeout(700)
+    page.screenshot(path=str(screenshots / "run_metric_node.png"))
+    assert console.since(mark) == [], "console errors during the run:\n" + "\n".join(console.since(mark))
