@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench soak lint clean
 
 setup: $(VENV)/.ready
 
@@ -26,9 +26,16 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e and not browser"
 
+# Every measured table of the README. guidance-bench times ComfyUI too when a checkout is found (COMFYUI_PATH /
+# COMFYUI_PYTHON, as for the e2e tests); `make soak` needs one.
 bench: setup
 	$(BIN)/antithetic-sampling noise-bench --readme README.md
 	$(BIN)/antithetic-sampling bench --readme README.md
+	$(BIN)/antithetic-sampling metric-bench --readme README.md
+	$(BIN)/antithetic-sampling guidance-bench --readme README.md
+
+soak: setup
+	$(BIN)/antithetic-sampling soak --readme README.md
 
 lint: setup
 	$(BIN)/python -m ruff check .
