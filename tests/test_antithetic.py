@@ -13,6 +13,7 @@ import torch
 from antithetic_sampling.nodes.methods.antithetic import (
     antithetic_noise,
     binarize_mask,
+    group_noise,
     group_of,
     incomplete_groups,
 )
@@ -204,3 +205,16 @@ def test_bad_shape():
         antithetic_noise((0, 4), seed=0)
     with pytest.raises(ValueError, match="mask needs a latent"):
         antithetic_noise((2, 16), seed=0, mask=torch.ones(4, 4))
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "halves"])
+def test_pairs_fast_path_gives_the_keyed_group_draws(layout):
+    """Unmasked pairs are written in place; the numbers are exactly the (seed, pair)-keyed group draws."""
+    shape = (6, 4, 5, 7)
+    z = antithetic_noise(shape, seed=11, k=2, layout=layout)
+    for i in range(shape[0]):
+        g, j = group_of(i, 2, layout, shape[0])
+        assert torch.equal(z[i], group_noise(11, g, 2, shape[1:])[j])
+    # a slice through batch_index, members in reverse order, still reproduces them
+    part = antithetic_noise((3, 4, 5, 7), seed=11, k=2, layout=layout, design_size=6, batch_index=[5, 2, 3])
+    assert torch.equal(part, z[[5, 2, 3]])

@@ -10,6 +10,8 @@ from antithetic_sampling.nodes.methods.sobol_rqmc import (
     MAX_SOBOL_DIM,
     dct_matrix,
     inverse_dct,
+    low_frequency_order,
+    replace_low_frequencies,
     resolve_mode,
     scrambled_sobol_normals,
     scrambled_sobol_uniforms,
@@ -170,3 +172,19 @@ def test_global_rng_untouched():
 def test_bad_inputs(shape, kwargs, match):
     with pytest.raises(ValueError, match=match):
         sobol_rqmc_noise(shape, seed=0, **kwargs)
+
+
+@pytest.mark.parametrize("spatial", [(9, 12), (3, 5, 6)])
+def test_low_frequency_replacement_equals_the_full_transform(spatial):
+    """The corner-block update equals: full DCT, overwrite the m lowest coefficients, full inverse DCT."""
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn((2, 3, *spatial), generator=gen, dtype=torch.float64)
+    m = 7
+    q = torch.randn((2, 3, m), generator=gen, dtype=torch.float64)
+    coeffs = z
+    for ax, n in enumerate(spatial):
+        coeffs = torch.movedim(torch.tensordot(coeffs, dct_matrix(n), dims=([2 + ax], [1])), -1, 2 + ax)
+    flat = coeffs.reshape(2, 3, -1).clone()
+    flat[..., low_frequency_order(spatial)[:m]] = q
+    want = inverse_dct(flat.reshape(coeffs.shape), len(spatial))
+    assert torch.allclose(replace_low_frequencies(z, q), want, atol=1e-12)

@@ -159,8 +159,11 @@ def antithetic_noise(
         if len(item_shape) < 3:
             raise ValueError(f"a mask needs a latent with spatial dims [B, C, H, W]; got shape {shape}")
         bin_mask = binarize_mask(mask, item_shape[-2:])
-    cache: dict[int, torch.Tensor] = {}
     out = torch.empty(shape, dtype=torch.float32)
+    if k == 2 and bin_mask is None:
+        _pairs_into(out, indices, seed, layout, n_design, stream)
+        return out
+    cache: dict[int, torch.Tensor] = {}
     for b, i in enumerate(indices):
         g, j = group_of(i, k, layout, n_design)
         if g not in cache:
@@ -170,6 +173,26 @@ def antithetic_noise(
             cache[g] = members
         out[b] = cache[g][j]
     return out
+
+
+def _pairs_into(out: torch.Tensor, indices: Sequence[int], seed: int, layout: str, n_design: int, stream: int) -> None:
+    """Pairs without a mask, written in place: the same numbers as ``group_noise`` (one draw z of the item shape per
+    pair, keyed on (seed, pair)), drawn straight into the first member's row and negated or copied into the other,
+    so a pair costs half a ``torch.randn`` of the batch plus one sign flip."""
+    placed: dict[int, tuple[int, int]] = {}  # pair -> (row holding its draw, member of that row)
+    for b, i in enumerate(indices):
+        g, j = group_of(i, 2, layout, n_design)
+        if g in placed:
+            row, member = placed[g]
+            if member == j:
+                out[b].copy_(out[row])
+            else:
+                torch.neg(out[row], out=out[b])
+            continue
+        torch.randn(out.shape[1:], generator=keyed_generator(seed, STREAM_ANTITHETIC, stream, g), out=out[b])
+        if j == 1:
+            out[b].neg_()
+        placed[g] = (b, j)
 
 
 def incomplete_groups(batch_size: int, k: int, layout: str, design_size: int = 0) -> int:

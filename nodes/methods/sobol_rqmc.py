@@ -58,6 +58,14 @@ def sobol_digits(dim: int, m: int) -> torch.Tensor:
     return torch.from_numpy(np.rint(pts * (1 << m)).astype(np.int32))
 
 
+@lru_cache(maxsize=8)
+def _digit_masks(dim: int, m: int) -> torch.Tensor:
+    """``sobol_digits`` as bit masks, int32 [m, 2^m, dim]: -1 (all bits set) where the digit is 1, else 0; most
+    significant digit first (cached). ``mask & col`` then selects a scramble column where the digit is set."""
+    a = sobol_digits(dim, m)
+    return torch.stack([-((a >> (m - 1 - level)) & 1) for level in range(m)]) if m else a[None, :0]
+
+
 def scrambled_cells(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
     """Cell index (top m digits) of the first 2^m Sobol' points under a random linear scramble + digital shift.
 
@@ -65,13 +73,13 @@ def scrambled_cells(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
     independently per coordinate. L is invertible, so every coordinate keeps exactly one point per cell
     [j/2^m, (j+1)/2^m); the shift makes each point's cell uniform. Returns int32 [2^m, dim].
     """
-    a = sobol_digits(dim, m)
-    out = torch.randint(0, 1 << m, (1, dim), generator=gen, dtype=torch.int32).expand(a.shape[0], dim).clone()
+    masks = _digit_masks(dim, m)
+    out = torch.randint(0, 1 << m, (1, dim), generator=gen, dtype=torch.int32).expand(1 << m, dim).clone()
     for level in range(m):  # level 0 = most significant digit
         pos = m - 1 - level
-        # Column `level` of L: the diagonal bit plus random bits below it.
+        # Column `level` of L: the diagonal bit plus random bits below it; added (XOR) where the digit is 1.
         col = torch.randint(0, 1 << pos, (dim,), generator=gen, dtype=torch.int32) | (1 << pos)
-        out ^= ((a >> pos) & 1) * col
+        out ^= masks[level] & col
     return out
 
 
@@ -83,30 +91,35 @@ def scrambled_sobol_uniforms(dim: int, m: int, gen: torch.Generator) -> torch.Te
 
 
 def scrambled_sobol_normals(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
-    """Phi^{-1} of the scrambled points, float32 [2^m, dim]; same draws as ``scrambled_sobol_uniforms``.
+    """Phi^{-1} of the scrambled points, float32 [2^m, dim]; the same cells as ``scrambled_sobol_uniforms``.
 
     Digits below the m-th are iid uniform: each point sits alone in its 2^-m cell, so any nested randomisation
-    of the lower digits is uniform. The tail side is computed as v = min(u, 1 - u) exactly from (cell, fill),
-    which keeps float32 precise in both tails.
+    of the lower digits is uniform. For precision in both tails the map works on the lower half: a point in the
+    upper half (top digit 1, cell c) becomes -Phi^{-1}(v) with v = (c' + f) / n in (0, 1/2], c' = n - 1 - c its
+    mirror cell and f its uniform lower digits. (u = 1 - v has cell c, and f and 1 - f have the same law, so this
+    is exactly the point's normal score; it never forms 1 - u in float32.)
     """
     n = 1 << m
     cells = scrambled_cells(dim, m, gen)
     fill = torch.rand(cells.shape, generator=gen, dtype=torch.float32)
-    upper = cells >= (n + 1) // 2 if n > 1 else fill >= 0.5
-    # 1 - u = (n - 1 - cell + (1 - fill)) / n
-    v = torch.where(upper, (n - 1 - cells).to(torch.float32) + (1.0 - fill), cells.to(torch.float32) + fill) / n
+    if n == 1:  # one point: no digits to scramble, the whole coordinate is the uniform
+        top = fill >= 0.5
+        v = torch.where(top, 1.0 - fill, fill)
+    else:
+        top = cells >> (m - 1)  # 1 in the upper half
+        # mirror cell n-1-c = c XOR (n-1); in the upper half its value lies in the lower half
+        v = (cells ^ (top * (n - 1))).to(torch.float32).add_(fill).div_(n)
     z = lower_tail_ndtri(v)
-    return torch.where(upper, -z, z)
+    return z.mul_(1 - 2 * top.to(torch.float32))
 
 
 def lower_tail_ndtri(v: torch.Tensor) -> torch.Tensor:
     """Phi^{-1}(v) for float32 v in (0, 1/2]: erfinv in the bulk (fast), ndtri in the far tail (precise)."""
     v = v.clamp_min(U_CLIP)
-    z = torch.erfinv(2.0 * v - 1.0) * math.sqrt(2.0)
-    tail = v < 0.02  # where 2v - 1 loses float32 precision; ~4% of draws
-    if bool(tail.any()):
-        z[tail] = torch.special.ndtri(v[tail])
-    return z
+    z = torch.erfinv(v.mul(2.0).sub_(1.0)).mul_(math.sqrt(2.0))
+    # Below 0.02, 2v - 1 loses float32 precision (z would be off by more than ~2 ulps); ~4 % of draws.
+    tail = v < 0.02
+    return z.masked_scatter_(tail, torch.special.ndtri(v.masked_select(tail)))
 
 
 def normal_from_uniform(u: torch.Tensor) -> torch.Tensor:
@@ -184,21 +197,49 @@ def replicate_noise(
     gen = keyed_generator(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate)
     qmc_dim = dim if mode == "full" else item_shape[0] * spectral_coefficients
     normals = scrambled_sobol_normals(qmc_dim, m, gen)
-    out = torch.empty((len(points), *item_shape), dtype=torch.float32)
-    spatial = item_shape[1:]
-    for row, p in enumerate(points):
-        point, sign = (p // 2, -1.0 if p % 2 else 1.0) if antithetic else (p, 1.0)
-        z = normals[point]
-        if mode == "spectral":
-            # Other coefficients: iid N(0,1) keyed on (seed, replicate, point) so slices reproduce.
-            fill_gen = keyed_generator(seed, STREAM_SOBOL_FILL, stream, replicate, point)
-            coeffs = torch.randn((item_shape[0], int(np.prod(spatial))), generator=fill_gen, dtype=torch.float64)
-            order = low_frequency_order(tuple(spatial))[:spectral_coefficients]
-            # Frequency-major: the first Sobol' dimensions (best quality) carry every channel's DC term.
-            coeffs[:, order] = z.reshape(spectral_coefficients, item_shape[0]).T.to(torch.float64)
-            z = inverse_dct(coeffs.reshape(item_shape), len(spatial))
-        out[row] = (sign * z).reshape(item_shape).to(torch.float32)
-    return out
+    point_of = [p // 2 if antithetic else p for p in points]
+    signs = torch.tensor([-1.0 if antithetic and p % 2 else 1.0 for p in points], dtype=torch.float32)
+    signs = signs.reshape(-1, *([1] * len(item_shape)))
+    if mode == "full":
+        z = normals if point_of == list(range(normals.shape[0])) else normals[point_of]
+        z = z.reshape(len(points), *item_shape)
+        return z.mul_(signs) if antithetic else z
+    # Spectral: iid N(0, 1) everywhere, keyed on (seed, replicate, point) so slices reproduce, then the lowest
+    # DCT coefficients replaced by the QMC values. Frequency-major: the first Sobol' dimensions (best quality)
+    # carry every channel's DC term.
+    fill = torch.empty((len(points), *item_shape), dtype=torch.float32)
+    for row, point in enumerate(point_of):
+        torch.randn(item_shape, generator=keyed_generator(seed, STREAM_SOBOL_FILL, stream, replicate, point),
+                    out=fill[row])
+    q = normals[point_of].reshape(len(points), spectral_coefficients, item_shape[0]).transpose(1, 2)
+    return replace_low_frequencies(fill, q) * signs
+
+
+def replace_low_frequencies(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Set the ``m`` lowest-frequency orthonormal-DCT coefficients of z [B, C, *spatial] to q [B, C, m].
+
+    z' = z + sum_j (q_j - <z, phi_j>) phi_j over the basis images phi_j of ``low_frequency_order``: the same as
+    transforming z, overwriting those coefficients and transforming back, but the basis is separable and the
+    coefficients sit in a small corner block K_1 x K_2 (x K_3), so only that block is ever computed
+    (O(d K) instead of O(d H) per channel). z iid N(0, I) has iid N(0, 1) coefficients (orthonormal
+    transform), so with q ~ N(0, 1) per coordinate every item stays exactly N(0, I).
+    """
+    spatial = tuple(z.shape[2:])
+    m = q.shape[-1]
+    corner = torch.stack(torch.unravel_index(low_frequency_order(spatial)[:m], spatial))  # [axes, m]
+    sizes = [int(c.max()) + 1 for c in corner]
+    mats = [dct_matrix(n)[:k].to(z.dtype) for n, k in zip(spatial, sizes, strict=True)]  # [K_a, n_a]
+    coef = z
+    for ax, d in enumerate(mats):
+        coef = torch.movedim(torch.tensordot(coef, d, dims=([2 + ax], [1])), -1, 2 + ax)
+    flat_idx = torch.as_tensor(np.ravel_multi_index(corner.numpy(), sizes))
+    block = coef.reshape(*coef.shape[:2], -1)
+    delta = torch.zeros_like(block)
+    delta[..., flat_idx] = q.to(z.dtype) - block[..., flat_idx]
+    delta = delta.reshape(coef.shape)
+    for ax, d in enumerate(mats):
+        delta = torch.movedim(torch.tensordot(delta, d, dims=([2 + ax], [0])), -1, 2 + ax)
+    return z + delta
 
 
 def sobol_rqmc_noise(
@@ -231,8 +272,11 @@ def sobol_rqmc_noise(
         by_replicate.setdefault(i // n, []).append((b, i % n))
     for r, items in by_replicate.items():
         z = replicate_noise(item_shape, seed, r, [p for _, p in items], n, mode, spectral_coefficients, antithetic, stream)
-        for row, (b, _) in enumerate(items):
-            out[b] = z[row]
+        rows = [b for b, _ in items]
+        if rows == list(range(rows[0], rows[0] + len(rows))):  # contiguous (the usual case): one block copy
+            out[rows[0] : rows[0] + len(rows)] = z
+        else:
+            out[rows] = z
     return out
 
 
