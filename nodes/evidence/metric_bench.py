@@ -15,7 +15,6 @@ check (antithetic pairs: centered correlation near -1, exactly -1 around the tru
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import platform
 import time
@@ -25,7 +24,7 @@ import torch
 
 from ..methods import confidence as ci
 from ..methods import diversity as dv
-from .noise_timing import replace_block
+from .noise_timing import publish
 
 
 def synthetic_batches(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,11 +153,5 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--n must be an even number >= 2")
     sizes = tuple(int(s) for s in str(args.all_pairs).split(",") if s.strip())
     result = measure(args.n, args.size, sizes, args.repeats)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metric_bench.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    table = markdown(result)
-    (args.out / "metric_bench.md").write_text(table + "\n", encoding="utf-8")
-    print(table)
-    if args.readme and not replace_block(args.readme, "metric-results", table):
-        print(f"warning: no metric-results block in {args.readme}")
+    publish(args.out, "metric_bench", result, markdown(result), args.readme, "metric-results")
     return 0

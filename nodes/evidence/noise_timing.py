@@ -133,6 +133,17 @@ def replace_block(path: pathlib.Path, name: str, text: str) -> bool:
     return True
 
 
+def publish(out_dir: pathlib.Path, stem: str, result: dict, table: str, readme: pathlib.Path | None,
+            block: str) -> None:
+    """Write ``<stem>.json`` and ``<stem>.md`` to ``out_dir``, print the table, rewrite the README block."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    (out_dir / f"{stem}.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    if readme and not replace_block(readme, block, table):
+        print(f"warning: no {block} block in {readme}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="antithetic-sampling noise-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
@@ -152,11 +163,5 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(repeats, shapes, progress)
     if bar:
         bar.close()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "noise_timing.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    table = markdown(result)
-    (args.out / "noise_timing.md").write_text(table + "\n", encoding="utf-8")
-    print(table)
-    if args.readme and not replace_block(args.readme, "noise-timing", table):
-        print(f"warning: no noise-timing block in {args.readme}")
+    publish(args.out, "noise_timing", result, markdown(result), args.readme, "noise-timing")
     return 0
