@@ -42,11 +42,14 @@ from .designs import make_designs
 CONFIDENCE = 0.95
 
 
-def _progress(total: int, desc: str):
+def progress_bar(total: int, desc: str, unit: str = "design", enabled: bool = True):
+    """A tqdm bar (None when disabled or tqdm is missing: tqdm is a dev/bench dependency, not a pack one)."""
+    if not enabled:
+        return None
     try:
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="design", leave=False)
+        return tqdm(total=total, desc=desc, unit=unit, leave=False)
     except ImportError:  # pragma: no cover
         return None
 
@@ -77,7 +80,7 @@ def run_model(model_name: str, n: int, reps: int, steps: int, sampler: str, seed
     ds = make_designs(model.shape, points=points, spectral=spectral, include=designs)
     if ds[0].name != "iid":
         raise ValueError("the design list must start with iid (the baseline)")
-    bar = _progress(len(ds) + (3 if ancestral else 0), f"bench {model_name}") if progress else None
+    bar = progress_bar(len(ds) + (3 if ancestral else 0), f"bench {model_name}", enabled=progress)
     raw: dict[str, dict] = {}
     t_start = time.perf_counter()
     for i, d in enumerate(ds):

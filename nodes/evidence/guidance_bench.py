@@ -48,6 +48,7 @@ import torch
 
 from ..methods import noise_awareness as na
 from . import harness
+from .bench import progress_bar
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 README_BLOCK = "guidance-results"
@@ -81,17 +82,6 @@ QUICK = {
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _progress(total: int, desc: str, enabled: bool = True):
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, unit="run", leave=False)
-    except ImportError:  # pragma: no cover
-        return None
 
 
 def initial_noise(model, n: int, seed: int) -> torch.Tensor:
@@ -401,7 +391,7 @@ def run_digits(cfg: dict, seed: int = 0, progress: bool = True) -> dict:
     qv = quality_variants(cfg)
     cv = control_variants(model, cfg)
     total = len(cfg["settings"]) * (cfg["seeds"] * len(qv) + 2) + len(cfg["control_settings"]) * cfg["seeds"] * (1 + len(cv))
-    bar = _progress(total, "guidance-bench digits", progress)
+    bar = progress_bar(total, "guidance-bench digits", unit="run", enabled=progress)
     res = {"model": "digits", "shape": list(model.shape), "dimension": int(np.prod(model.shape)),
            "schedule": "karras", "n_images": cfg["n"], "seeds": cfg["seeds"], "seed": seed,
            "estimator_noise": estimator_noise(model), "reference": {}, "estimators": {}, "settings": [],
