@@ -31,7 +31,6 @@ import _thread
 import argparse
 import datetime
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -49,6 +48,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..checkout import CheckoutMissing, load_test_module
 from .cli import main as queue_main
 from .manifest import Manifest
 
@@ -77,29 +77,11 @@ def _say(text: str) -> None:
 
 
 def load_checkout_module(stem: str) -> ModuleType:
-    """``tests/<stem>.py`` of this checkout (the e2e launcher and workflow shrinker), loaded by path.
-
-    Registered as ``<package>.tests.<stem>``, the name the test suite uses, so a test session and the soak share
-    one copy.
-    """
-    top = (__package__ or "antithetic_sampling").split(".")[0]
-    name = f"{top}.tests.{stem}"
-    mod = sys.modules.get(name)
-    if mod is not None:
-        return mod
-    path = ROOT / "tests" / f"{stem}.py"
-    if not path.is_file():
-        raise SoakError(f"{path} not found: the soak command runs from a checkout of the repository "
-                        "(it starts ComfyUI with the e2e launcher tests/comfy_host.py)")
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
+    """``tests/<stem>.py`` of this checkout (the e2e launcher and workflow shrinker); see ``nodes/checkout.py``."""
     try:
-        spec.loader.exec_module(mod)
-    except Exception:
-        sys.modules.pop(name, None)
-        raise
-    return mod
+        return load_test_module(stem)
+    except CheckoutMissing as exc:
+        raise SoakError(str(exc)) from None
 
 
 def soak_workflow(workflow_tiny: ModuleType) -> dict:

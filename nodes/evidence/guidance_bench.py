@@ -46,6 +46,7 @@ import time
 import numpy as np
 import torch
 
+from ..checkout import CheckoutMissing, load_test_module
 from ..methods import noise_awareness as na
 from . import harness
 from .bench import progress_bar
@@ -576,9 +577,9 @@ def comfy_worker(spec: dict) -> dict:  # pragma: no cover - runs inside the Comf
 def run_comfy(cfg: dict, timeout: float = 1800.0) -> dict:
     """Run :func:`comfy_worker` in the ComfyUI python; {"skipped": reason} when ComfyUI is not available."""
     try:
-        from ...tests import comfy_host
-    except ImportError as e:
-        return {"skipped": f"tests/comfy_host.py is not importable ({e}); run from a checkout"}
+        comfy_host = load_test_module("comfy_host")
+    except CheckoutMissing as e:
+        return {"skipped": str(e)}
     try:
         cenv = comfy_host.discover()
     except comfy_host.ComfyUnavailable as e:

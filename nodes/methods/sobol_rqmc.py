@@ -122,11 +122,6 @@ def lower_tail_ndtri(v: torch.Tensor) -> torch.Tensor:
     return z.masked_scatter_(tail, torch.special.ndtri(v.masked_select(tail)))
 
 
-def normal_from_uniform(u: torch.Tensor) -> torch.Tensor:
-    """Phi^{-1}(u) with u clipped to [1e-10, 1 - 1e-10] (keeps the tails finite)."""
-    return torch.special.ndtri(u.clamp(U_CLIP, 1.0 - U_CLIP))
-
-
 @lru_cache(maxsize=16)
 def dct_matrix(n: int) -> torch.Tensor:
     """Orthonormal DCT-II matrix D (rows are basis vectors): X = D^T Y inverts Y = D X."""
