@@ -40,28 +40,15 @@ except ImportError:  # pragma: no cover - torch is a hard requirement of the tes
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Real-ComfyUI end-to-end fixtures (owner: e2e infrastructure). Library code is tests/comfy_host.py, also
-# importable as ``antithetic_sampling.tests.comfy_host`` (see its docstring and ``txt2img_graph``).
+# Real-ComfyUI end-to-end fixtures (owner: e2e infrastructure). The launcher lives in the pack
+# (nodes/local_comfy/host.py: soak, guidance-bench and the Ray engine use it too).
 # Fixtures: ``comfy_server`` (session: one running ComfyUI for the whole run; skips with the reason when
 # ComfyUI or a dependency is missing) and ``comfy_graph`` (the txt2img_graph builder).
 
 import time as _time  # noqa: E402
 
 import pytest  # noqa: E402
-
-
-def _load_comfy_host():
-    name = "antithetic_sampling.tests.comfy_host"
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "comfy_host.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
-comfy_host = _load_comfy_host()
+from antithetic_sampling.nodes.local_comfy import host as comfy_host  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

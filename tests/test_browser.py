@@ -56,7 +56,7 @@ sync_api = pytest.importorskip(
 )
 
 from antithetic_sampling.nodes.api_client.example_workflows import CATEGORY_COLORS  # noqa: E402
-from antithetic_sampling.tests.comfy_host import CHECKPOINT_NAME, PACK_FOLDER  # noqa: E402
+from antithetic_sampling.nodes.local_comfy.host import CHECKPOINT_NAME, PACK_FOLDER  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WF = ROOT / "workflows"

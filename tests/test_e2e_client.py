@@ -18,7 +18,7 @@ from antithetic_sampling.nodes.api_client.cli import main as cli_main
 from antithetic_sampling.nodes.api_client.client import BatchRunner
 from antithetic_sampling.nodes.api_client.jobs import build_jobs, parse_sweep
 from antithetic_sampling.nodes.api_client.manifest import Manifest
-from antithetic_sampling.tests import comfy_host as ch
+from antithetic_sampling.nodes.local_comfy import host as ch
 
 pytestmark = pytest.mark.e2e
 

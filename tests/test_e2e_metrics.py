@@ -9,7 +9,7 @@ refused with an error naming the input.
 from __future__ import annotations
 
 import pytest
-from antithetic_sampling.tests import comfy_host as ch
+from antithetic_sampling.nodes.local_comfy import host as ch
 
 pytestmark = pytest.mark.e2e
 

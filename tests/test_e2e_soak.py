@@ -14,7 +14,7 @@ import json
 import pytest
 from antithetic_sampling.nodes.api_client import soak
 from antithetic_sampling.nodes.api_client.manifest import Manifest
-from antithetic_sampling.tests import comfy_host as ch
+from antithetic_sampling.nodes.local_comfy import host as ch
 
 README = "intro\n\n<!-- BEGIN:soak-results -->\n(old table)\n<!-- END:soak-results -->\n\nrest\n"
 

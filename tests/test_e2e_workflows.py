@@ -3,7 +3,7 @@
 For every workflow in workflows/: every node type exists in the live ``/object_info`` and every link's type
 matches the output and input it joins; the API copy equals the conversion of the UI file through the live
 ``/object_info``; the API copy runs through ``POST /prompt`` on the tiny checkpoint (shrunk by
-tests/workflow_tiny.py: model names, 64 px, 2 steps; SD3.5's text encoders rewired to the checkpoint's CLIP,
+nodes/local_comfy/tiny_workflow.py: model names, 64 px, 2 steps; SD3.5's text encoders rewired to the checkpoint's CLIP,
 flow kept through ModelSamplingSD3) and every output node has its outputs in ``/history``; and
 ``/api/workflow_templates`` lists exactly the UI workflows, serving each JSON and its .jpg thumbnail.
 """
@@ -17,8 +17,8 @@ import time
 import pytest
 from antithetic_sampling.nodes.api_client.convert import convert_ui_to_api
 from antithetic_sampling.nodes.api_client.workflow_builder import link_type_errors
-from antithetic_sampling.tests.comfy_host import PACK_FOLDER
-from antithetic_sampling.tests.workflow_tiny import output_nodes, shrink_for_tiny
+from antithetic_sampling.nodes.local_comfy.host import PACK_FOLDER
+from antithetic_sampling.nodes.local_comfy.tiny_workflow import output_nodes, shrink_for_tiny
 
 pytestmark = pytest.mark.e2e
 

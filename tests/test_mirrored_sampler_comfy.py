@@ -79,7 +79,7 @@ print("@@RESULT@@" + json.dumps(res))
 
 @pytest.fixture(scope="module")
 def sampler_results():
-    from antithetic_sampling.tests import comfy_host  # registered by conftest
+    from antithetic_sampling.nodes.local_comfy import host as comfy_host
 
     try:
         cenv = comfy_host.discover()

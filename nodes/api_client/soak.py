@@ -20,9 +20,8 @@ Writes ``OUT/soak.json``, ``OUT/soak.md``, the manifests and downloaded images (
 ``soak-results``. ``--quick``: 6 prompts (the e2e test). Exit status 0 when every check passed, 1 when one failed,
 2 when ComfyUI is not available or the arguments are wrong.
 
-It starts its own servers with the e2e launcher ``tests/comfy_host.py`` (ComfyUI at ``$COMFYUI_PATH`` or
-``~/comfy/ComfyUI``, its python at ``$COMFYUI_PYTHON``), loaded from this checkout: like the benches, the soak is
-a development command run from a clone of the repository. Only those servers are contacted.
+It starts its own servers with the pack's local launcher ``nodes/local_comfy/host.py`` (ComfyUI at
+``$COMFYUI_PATH`` or ``~/comfy/ComfyUI``, its python at ``$COMFYUI_PYTHON``). Only those servers are contacted.
 """
 
 from __future__ import annotations
@@ -48,7 +47,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..checkout import CheckoutMissing, load_test_module
+from ..local_comfy import host as ch
+from ..local_comfy import tiny_workflow as wt
 from .cli import main as queue_main
 from .manifest import Manifest
 
@@ -73,18 +73,10 @@ def _say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-# ----------------------------------------------------------------------------------------- checkout helpers
+# ------------------------------------------------------------------------------------------ the workflow
 
 
-def load_checkout_module(stem: str) -> ModuleType:
-    """``tests/<stem>.py`` of this checkout (the e2e launcher and workflow shrinker); see ``nodes/checkout.py``."""
-    try:
-        return load_test_module(stem)
-    except CheckoutMissing as exc:
-        raise SoakError(str(exc)) from None
-
-
-def soak_workflow(workflow_tiny: ModuleType) -> dict:
+def soak_workflow(workflow_tiny: ModuleType = wt) -> dict:
     """The shipped antithetic-vs-independent workflow, shrunk for the tiny checkpoint (API format)."""
     path = ROOT / WORKFLOW
     if not path.is_file():
@@ -608,8 +600,6 @@ def main(argv: list[str] | None = None) -> int:
     except (AttributeError, OSError):
         load_at_start = None
     try:
-        ch = load_checkout_module("comfy_host")
-        wt = load_checkout_module("workflow_tiny")
         graph = soak_workflow(wt)
         try:
             cenv = ch.discover()

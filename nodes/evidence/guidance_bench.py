@@ -46,7 +46,7 @@ import time
 import numpy as np
 import torch
 
-from ..checkout import CheckoutMissing, load_test_module
+from ..local_comfy import host as comfy_host
 from ..methods import noise_awareness as na
 from . import harness
 from .bench import progress_bar
@@ -577,10 +577,6 @@ def comfy_worker(spec: dict) -> dict:  # pragma: no cover - runs inside the Comf
 def run_comfy(cfg: dict, timeout: float = 1800.0) -> dict:
     """Run :func:`comfy_worker` in the ComfyUI python; {"skipped": reason} when ComfyUI is not available."""
     try:
-        comfy_host = load_test_module("comfy_host")
-    except CheckoutMissing as e:
-        return {"skipped": str(e)}
-    try:
         cenv = comfy_host.discover()
     except comfy_host.ComfyUnavailable as e:
         return {"skipped": str(e)}
@@ -798,7 +794,7 @@ def comfy_lines(cm: dict | None) -> list[str]:
         return [f"ComfyUI comparison skipped: {cm.get('skipped') or cm.get('error')}"]
     sp = cm["spec"]
     lines = [
-        f"**ComfyUI {cm['comfyui']}**, tiny random SD1.5 checkpoint (`tests/comfy_host.py`), `--cpu`, 1 thread "
+        f"**ComfyUI {cm['comfyui']}**, tiny random SD1.5 checkpoint (`nodes/local_comfy/host.py`), `--cpu`, 1 thread "
         f"({cm['cores']} cores on the machine, shared: wall times are indicative), {sp['size']}×{sp['size']} px, "
         f"batch {sp['batch']}, {sp['steps']} steps `{sp['sampler']}`/`{sp['scheduler']}`, cfg {sp['cfg']:g}, "
         f"median of {sp['repeats']} interleaved runs in one process. Model evaluations are counted at the UNet "

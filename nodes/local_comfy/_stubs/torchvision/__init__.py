@@ -1,4 +1,4 @@
-"""Test-only torchvision stand-in; see tests/_stubs/README.md. Importable, raises on any real use."""
+"""Test-only torchvision stand-in; see nodes/local_comfy/_stubs/README.md. Importable, raises on any real use."""
 
 from . import models, transforms
 from ._missing import module_getattr

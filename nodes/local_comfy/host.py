@@ -1,7 +1,7 @@
-"""A real ComfyUI for end-to-end tests: locate it, give it a tiny checkpoint, run it, talk to it over HTTP.
+"""A real local ComfyUI with this pack: locate it, give it a tiny checkpoint, run it, talk to it over HTTP.
 
-Used by the session fixture ``comfy_server`` in ``tests/conftest.py``; importable by tests as
-``antithetic_sampling.tests.comfy_host`` (``from antithetic_sampling.tests.comfy_host import txt2img_graph``).
+Used by the e2e fixture ``comfy_server`` (``tests/conftest.py``), ``antithetic-sampling soak`` and
+``guidance-bench``: ``from antithetic_sampling.nodes.local_comfy.host import ComfyServer, discover``.
 
 What it does
 ------------
@@ -9,7 +9,7 @@ What it does
   Python running the tests. A short subprocess checks that this Python imports ComfyUI's key dependencies;
   anything missing raises :class:`ComfyUnavailable` (the fixture turns that into ``pytest.skip`` with the
   reason), so the suite never fails only because ComfyUI is absent.
-* If ``import torchvision`` fails in that Python, ``tests/_stubs`` (an importable stand-in that raises on use)
+* If ``import torchvision`` fails in that Python, ``nodes/local_comfy/_stubs`` (an importable stand-in that raises on use)
   is prepended to the server's ``PYTHONPATH``: ComfyUI imports torchvision while starting, SD1.x txt2img
   never calls it.
 * Generates (once, then cached) ``tiny_sd15.safetensors``: a random-weight SD1.5-layout checkpoint built by
@@ -18,7 +18,7 @@ What it does
   classes on the ``meta`` device for exact key names and shapes, filled with seeded random weights (norm scales
   1, biases 0, others N(0, 1/fan_in)); UNet/VAE fp16, CLIP float8_e4m3fn by default (upcast on load).
   Cache: ``$ANTITHETIC_SAMPLING_CACHE`` or ``~/.cache/antithetic-sampling``; run
-  ``python tests/comfy_host.py make-checkpoint OUT.safetensors`` with ComfyUI on ``sys.path`` to build one.
+  ``python nodes/local_comfy/host.py make-checkpoint OUT.safetensors`` with ComfyUI on ``sys.path`` to build one.
 * :class:`ComfyServer` starts ``main.py --cpu`` on a free 127.0.0.1 port with its own ``--base-directory``
   (the pack symlinked as ``custom_nodes/antithetic-sampling``, the checkpoint linked into
   ``models/checkpoints``), ``OMP_NUM_THREADS=1``, log in ``<base>/comfyui.log``; HTTP via stdlib ``urllib``.
@@ -49,8 +49,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-STUBS_DIR = ROOT / "tests" / "_stubs"
+# The pack root (this file is <pack>/nodes/local_comfy/host.py): what gets symlinked into custom_nodes/.
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+STUBS_DIR = pathlib.Path(__file__).resolve().parent / "_stubs"
 PACK_FOLDER = "antithetic-sampling"
 CHECKPOINT_NAME = "tiny_sd15.safetensors"
 # Bump when the generated checkpoint's content changes (part of the cache file name).
@@ -348,7 +349,7 @@ def make_tiny_checkpoint(out: str | os.PathLike, seed: int = 0, clip_dtype: str 
     cfg = comfy.model_detection.model_config_from_unet(sd, "model.diffusion_model.")
     if not isinstance(cfg, comfy.supported_models.SD15):
         raise RuntimeError(f"generated UNet detected as {type(cfg).__name__ if cfg else None}, not SD15")
-    save_file(sd, str(out), metadata={"generator": "antithetic-sampling tests/comfy_host.py", "seed": str(seed)})
+    save_file(sd, str(out), metadata={"generator": "antithetic-sampling nodes/local_comfy/host.py", "seed": str(seed)})
     n_params = {
         "unet": sum(v.numel() for k, v in sd.items() if k.startswith("model.")),
         "clip": sum(v.numel() for k, v in sd.items() if k.startswith("cond_stage_model.")),

@@ -1,9 +1,9 @@
-"""Placeholder objects for the test-only torchvision stand-in (see tests/_stubs/README.md)."""
+"""Placeholder objects for the test-only torchvision stand-in (see nodes/local_comfy/_stubs/README.md)."""
 
 from __future__ import annotations
 
 _HINT = (
-    "is not available: this is the test-only torchvision stand-in from antithetic-sampling's tests/_stubs "
+    "is not available: this is the test-only torchvision stand-in from antithetic-sampling's nodes/local_comfy/_stubs "
     "(the real torchvision could not be imported in this Python). Install a torchvision that matches your torch "
     "to use it."
 )

@@ -1,6 +1,6 @@
 """Shrink an example workflow's API copy so it runs on the e2e fixture's tiny SD1.5 checkpoint.
 
-Shared by tests/test_e2e_workflows.py and tests/test_browser.py (loaded by path, like comfy_host.py).
+Shared by the e2e and browser tests and ``antithetic-sampling soak``.
 
 What changes, and why each layout still tests what it can:
 * every checkpoint name -> ``tiny_sd15.safetensors``; 64 px latents, 2 steps, batch at most 8;
