@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("evidence.train", "main", "retrain the embedded digits denoiser (seeded, CPU)"),
     "noise-bench": ("evidence.noise_timing", "main", "noise generation time of each NOISE design vs torch.randn"),
     "guidance-bench": ("evidence.guidance_bench", "main", "Noise Awareness Guidance: noise shift, sample quality, cost"),
+    "estimate-bench": ("evidence.estimate_bench", "main", "images needed to reach a target CI half-width per design (estimate procedure)"),
     "metric-bench": ("evidence.metric_bench", "main", "Pair Diversity Metric / CI node timings"),
     "soak": ("api_client.soak", "main", "soak test of the batch-queue client against real ComfyUI servers"),
     "sync-workflows": ("api_client.sync_workflows", "main", "regenerate the API-format copies of workflows/"),
