@@ -6,6 +6,8 @@ Examples::
     antithetic-queue workflow.json --set 5.steps=4 --sweep 3.seed=1,2,3 --sweep 7.k=2,4 --repeat 2
     antithetic-queue workflow_api.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep 3.seed=0..999
 
+    antithetic-queue estimate workflow_api.json --target 0.002 --out runs/brightness   # to a target half-width
+
 Rerun the same command to resume: jobs already ``done`` in the manifest are skipped.
 Exit status: 0 all done, 1 some job failed, 2 bad arguments or workflow, 3 no server reachable, 130 cancelled.
 """
@@ -138,6 +140,10 @@ def _raise_interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["estimate"]:  # `antithetic-queue estimate WORKFLOW --target ...` (see estimate.py)
+        from .estimate import main as estimate_main
+
+        return estimate_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     servers = [normalize_url(s) for s in (args.server or [DEFAULT_SERVER])]
