@@ -48,6 +48,11 @@ COEF_KEY = "noise_coefficients"
 # Where the cross-fitted noise control variate is on by default: set from `antithetic-sampling estimate-bench`
 # (tuning half of the repetitions; the held-out half is what its table reports). Keys: confidence design names.
 CV_DEFAULT = {"iid": False, "pairs": False, "groups": False, "replicates": False}
+# The stopping rule's defaults, chosen by estimate-bench on its tuning half (cheapest setting with coverage >= 0.93
+# for every design and target there): pilot units and the aim of a projected stage (a fraction of the target).
+PILOT_UNITS = 8
+AIM = 1.0
+CV_MAX_GROWTH = 2.0  # with the control variate a stage at most doubles the units (its surrogate keeps learning)
 
 
 class EstimateError(SpecError):
@@ -312,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="images per prompt (default: the empty latent's batch_size)")
     p.add_argument("--control-variates", choices=("auto", "on", "off"), default="auto",
                    help="noise control variate: auto = on where estimate-bench measured a gain (default)")
-    p.add_argument("--pilot-units", type=int, default=8, help="independent units in the pilot (default 8)")
+    p.add_argument("--pilot-units", type=int, default=PILOT_UNITS,
+                   help=f"independent units in the pilot (default {PILOT_UNITS}, chosen by estimate-bench)")
+    p.add_argument("--aim", type=float, default=AIM,
+                   help=f"size projected stages for aim x target (default {AIM:g}, chosen by estimate-bench)")
     p.add_argument("--seed-start", type=int, default=0, help="noise_seed of prompt 0 (prompt i uses seed-start + i)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.INPUT=VALUE",
                    help="override an input of the workflow (as for a batch)")
@@ -351,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    rule = StoppingRule(args.target, args.target_rel, args.pilot_units, args.max_images, args.confidence)
+    rule = StoppingRule(args.target, args.target_rel, args.pilot_units, args.max_images, args.confidence, args.aim)
     prompt = _load_prompt(args.workflow)
     for target, value in (parse_set(s) for s in args.sets):
         prompt[resolve_node(prompt, target.node)].setdefault("inputs", {})[target.input] = value
@@ -371,6 +379,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     print(f"design: {spec.label()}, {spec.batch} images = {upp} unit(s) per prompt; control variate "
           f"{'on' if use_cv else 'off'}", file=sys.stderr, flush=True)
     dof_loss = 2 if use_cv else 1
+    if use_cv:
+        rule = StoppingRule(args.target, args.target_rel, args.pilot_units, args.max_images, args.confidence,
+                            args.aim, CV_MAX_GROWTH)
     dec = decide(rule, 0, spec.unit_size, None, None, dof_loss, upp)
     stages: list[dict] = []
     runner = None

@@ -39,6 +39,9 @@ LABELS = {"iid": "iid (RandomNoise)", "antithetic": "antithetic pairs", "k4": "K
 TARGETS = (("brightness", 0.005), ("brightness", 0.002), ("brightness", 0.001), ("energy", 0.002))
 PROMPT_IMAGES = 8
 CONFIDENCE = 0.95
+CV_MAX_GROWTH = 2.0  # the control-variate interval narrows as its surrogate learns: grow stages at most 2x
+# rule settings tried on the tuning half (pilot units, aim): the cheapest with coverage >= 0.93 everywhere wins
+RULE_GRID = ((8, 1.0), (16, 1.0), (8, 0.9), (16, 0.9), (24, 0.9))
 
 
 def units_of(pool: dict, stat: str) -> dict:
@@ -66,7 +69,7 @@ def item_variance(y: np.ndarray, ssw: np.ndarray, k: int) -> float:
 
 
 def run_once(u: dict, target: float, rng: np.random.Generator, use_cv: bool, max_images: int,
-             min_units: int = 8) -> dict:
+             min_units: int = 8, aim: float = 1.0) -> dict:
     """One estimate: draw units until the stopping rule says stop. Returns images, estimate, half-width, ..."""
     k = u["k"]
     upp = max(1, PROMPT_IMAGES // k)
@@ -74,7 +77,8 @@ def run_once(u: dict, target: float, rng: np.random.Generator, use_cv: bool, max
     # into its own control (the pool is >= 30x an estimate, so the finite-population effect is negligible)
     order = rng.permutation(u["y"].shape[0])
     cap = min(max_images // k, order.shape[0])
-    rule = StoppingRule(target=target, min_units=min_units, max_images=cap * k, confidence=CONFIDENCE)
+    rule = StoppingRule(target=target, min_units=min_units, max_images=cap * k, confidence=CONFIDENCE, aim=aim,
+                        max_growth=CV_MAX_GROWTH if use_cv else None)
     dof_loss = 2 if use_cv else 1
     dec = decide(rule, 0, k, None, None, dof_loss, upp)
     stages = 0
@@ -118,8 +122,13 @@ def summarize(runs: list[dict]) -> dict:
             "median_stages": float(np.median([r["stages"] for r in runs]))}
 
 
-def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_images: int, progress=None) -> dict:
-    result = {"pool_images": pool_images, "reps_reported": reps, "reps_tuning": reps, "prompt_images": PROMPT_IMAGES,
+def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_images: int, progress=None,
+              design_reps: int | None = None, tune_reps: int | None = None) -> dict:
+    design_reps = design_reps or reps
+    tune_reps = tune_reps or reps
+    cv_tune_reps = reps
+    result = {"pool_images": pool_images, "reps_reported": reps, "reps_reported_design": design_reps,
+              "reps_tuning": tune_reps, "prompt_images": PROMPT_IMAGES,
               "confidence": CONFIDENCE, "model": "digits", "steps": 10, "sampler": "dpmpp_2m",
               "max_images": max_images, "targets": [list(t) for t in TARGETS], "rows": [], "pools": {},
               "platform": platform.platform()}
@@ -130,15 +139,42 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
         units[d] = {s: units_of(pool, s) for s in ("brightness", "energy")}
         result["pools"][d] = {"images": int(pool["brightness"].shape[0]), "seconds": float(pool["seconds"]),
                               "truth": {s: units[d][s]["truth"] for s in units[d]}}
+    def rng_for(*key):
+        return np.random.default_rng([seed, *key])
+
+    # 1. the rule's pilot size and aim, chosen on the tuning half with the design alone
+    grid = []
+    for gi, (pilot, aim) in enumerate(RULE_GRID):
+        covs, cost = [], 0.0
+        for d in POOL_DESIGNS:
+            for ti, (stat, target) in enumerate(TARGETS):
+                rng = rng_for(1, gi, POOL_DESIGNS.index(d), ti)
+                rr = [run_once(units[d][stat], target, rng, False, max_images, pilot, aim) for _ in range(tune_reps)]
+                sm = summarize(rr)
+                covs.append(sm["coverage"])
+                cost += math.log(sm["median_images"])
+        grid.append({"pilot_units": pilot, "aim": aim, "min_coverage": min(covs), "mean_log_images": cost / len(covs)})
+        if progress:
+            progress(1)
+    ok = [g for g in grid if g["min_coverage"] >= 0.93] or grid
+    best = min(ok, key=lambda g: (g["mean_log_images"], -g["min_coverage"]))
+    result["rule_grid"] = grid
+    result["rule"] = {"pilot_units": best["pilot_units"], "aim": best["aim"], "cv_max_growth": CV_MAX_GROWTH}
+    pilot, aim = best["pilot_units"], best["aim"]
+
+    # 2. with that rule: the control variate's default (tuning half), then the reported half
     runs: dict[tuple, dict[str, list]] = {}
     for d in POOL_DESIGNS:
-        for stat, target in TARGETS:
+        for ti, (stat, target) in enumerate(TARGETS):
             for cv in (False, True):
                 key = (d, stat, target, cv)
-                rng = np.random.default_rng([seed, POOL_DESIGNS.index(d), int(target * 1e6), int(cv),
-                                             ("brightness", "energy").index(stat)])
-                all_runs = [run_once(units[d][stat], target, rng, cv, max_images) for _ in range(2 * reps)]
-                runs[key] = {"tune": all_runs[:reps], "report": all_runs[reps:]}
+                n_tune = cv_tune_reps
+                n_rep = reps if cv else design_reps
+                rng = rng_for(2, POOL_DESIGNS.index(d), ti, int(cv))
+                runs[key] = {"tune": [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim)
+                                      for _ in range(n_tune)],
+                             "report": [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim)
+                                        for _ in range(n_rep)]}
                 if progress:
                     progress(1)
     # defaults from the tuning half: control variate on for a design when it needs fewer median images than the
@@ -167,8 +203,10 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
 
 def markdown(result: dict) -> str:
     lines = [
-        f"Images needed to estimate a mean to ± target (95 % interval), embedded digits model, "
-        f"{result['reps_reported']} reported repetitions per row (another {result['reps_tuning']} chose the defaults), "
+        f"Images needed to estimate a mean to ± target (95 % interval), embedded digits model; reported repetitions: "
+        f"{result['reps_reported_design']} per design-alone row, {result['reps_reported']} per *+ cv* row (separate "
+        f"tuning repetitions chose the rule: pilot {result['rule']['pilot_units']} units, stages aimed at "
+        f"{result['rule']['aim']:g} × target, and where the control variate is on by default); "
         f"prompts of {result['prompt_images']} images, units resampled from pools of {result['pool_images']:,} "
         "images per design (truth = pool mean). *cv* = cross-fitted noise control variate; **bold** = the "
         "default of `antithetic-queue estimate` for that design.",
@@ -199,19 +237,23 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="antithetic-sampling estimate-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--pool", type=int, default=131072, help="images per design pool (default 131072)")
-    ap.add_argument("--reps", type=int, default=200, help="reported repetitions per row (as many again tune)")
+    ap.add_argument("--reps", type=int, default=200, help="reported repetitions per control-variate row (default 200)")
+    ap.add_argument("--design-reps", type=int, default=1000, help="reported repetitions per design-alone row")
+    ap.add_argument("--tune-reps", type=int, default=300, help="tuning repetitions per row and rule setting")
     ap.add_argument("--max-images", type=int, default=20000, help="image budget of one estimate")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke setting: pools of 8192 images, 20 repetitions")
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"))
     ap.add_argument("--readme", type=pathlib.Path, help="rewrite the estimate-results block of this README")
     args = ap.parse_args(argv)
-    pool, reps = (8192, 20) if args.quick else (args.pool, args.reps)
+    pool, reps, dreps, treps = (8192, 20, 20, 20) if args.quick else (args.pool, args.reps, args.design_reps,
+                                                                       args.tune_reps)
     from .bench import progress_bar
     from .noise_timing import publish
 
-    bar = progress_bar(len(POOL_DESIGNS) * len(TARGETS) * 2, "estimate-bench", unit="row")
-    result = run_bench(pool, reps, args.seed, args.out, args.max_images, bar.update if bar else None)
+
+    bar = progress_bar(len(RULE_GRID) + len(POOL_DESIGNS) * len(TARGETS) * 2, "estimate-bench", unit="step")
+    result = run_bench(pool, reps, args.seed, args.out, args.max_images, bar.update if bar else None, dreps, treps)
     if bar:
         bar.close()
     publish(args.out, "estimate_bench", result, markdown(result), args.readme, "estimate-results")

@@ -10,8 +10,12 @@ Robbins 1965, *Ann. Math. Statist.* 36:457):
 1. pilot: G₀ units (at least ``min_units``, whole prompts);
 2. after every stage, compute the interval exactly as the interval node does (or the control-variate interval);
    stop when its half-width h_G <= target (absolute, or ``target_rel`` · |μ̂|, the smaller when both are given);
-3. otherwise project the units needed from the current spread, G' = ⌈G (h_G / target)² (t_{G'-d} / t_{G-d})²⌉
-   (the Stein step with the t quantile of the larger sample), add at least one prompt, and go to 2;
+3. otherwise project the units needed from the current spread, G' = ⌈G (h_G / (a · target))² (t_{G'-d} / t_{G-d})²⌉
+   (the Stein step with the t quantile of the larger sample; a = ``aim`` <= 1 sizes the stage slightly below the
+   target so that most runs stop at the first projected stage instead of stopping selectively when the spread
+   happens to come out small), add at least one prompt (and, with ``max_growth``, at most that factor: the
+   control-variate interval narrows as its surrogate learns, so one jump from a small stage would overshoot), and
+   go to 2;
 4. stop anyway when the image budget is spent (the interval is then reported as it is, wider than asked).
 
 Stopping when the current interval is narrow enough slightly favours samples whose spread happens to be small,
@@ -40,6 +44,8 @@ class StoppingRule:
     min_units: int = 8  # pilot: independent units before the first decision
     max_images: int | None = None  # budget
     confidence: float = 0.95
+    aim: float = 1.0  # stages are sized for aim x target (< 1: land below the target, fewer selective stops)
+    max_growth: float | None = None  # a stage at most multiplies the units by this (None: jump to the projection)
 
     def __post_init__(self) -> None:
         if self.target is None and self.target_rel is None:
@@ -50,6 +56,10 @@ class StoppingRule:
                 raise ValueError(f"{name}: must be a positive number, got {v!r}")
         if self.min_units < 3:
             raise ValueError(f"min_units: the pilot needs at least 3 independent units, got {self.min_units}")
+        if not 0 < self.aim <= 1:
+            raise ValueError(f"aim: must be in (0, 1], got {self.aim!r}")
+        if self.max_growth is not None and self.max_growth <= 1:
+            raise ValueError(f"max_growth: must be > 1, got {self.max_growth!r}")
         if self.max_images is not None and self.max_images < 1:
             raise ValueError(f"max_images: must be at least 1, got {self.max_images}")
 
@@ -90,13 +100,15 @@ def decide(rule: StoppingRule, units: int, unit_size: int, estimate: float | Non
         return Decision(True, "target reached", units, goal)
     if cap is not None and units >= cap:
         return Decision(True, "budget spent", units, goal)
-    want = units * (half_width / goal) ** 2 if goal > 0 else math.inf
+    want = units * (half_width / (rule.aim * goal)) ** 2 if goal > 0 else math.inf
     if math.isfinite(want):
         # the t quantile shrinks as units are added: one fixed-point step with the projected size
         t_now = stats.t.ppf(0.5 + rule.confidence / 2, max(1, units - dof_loss))
         t_new = stats.t.ppf(0.5 + rule.confidence / 2, max(1, math.ceil(want) - dof_loss))
         want = want * (t_new / t_now) ** 2
         total = max(units + upp, math.ceil(want))
+        if rule.max_growth is not None:
+            total = min(total, max(units + upp, math.ceil(units * rule.max_growth)))
     else:
         total = cap if cap is not None else units * 4
     total = -(-total // upp) * upp
