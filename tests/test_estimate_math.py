@@ -176,3 +176,25 @@ def test_precomputed_chaos_columns_match_a_smaller_chaos():
     a, _ = ncv.cross_fitted_interval(y, c, np.arange(30) // 3, max_coefficients=6)
     b, _ = ncv.cross_fitted_interval(y, None, np.arange(30) // 3, max_coefficients=6, unit_features=full)
     assert a.estimate == pytest.approx(b.estimate) and a.half_width == pytest.approx(b.half_width)
+
+
+def test_prompt_data_reads_pngs_node_values_and_noise_coefficients(tmp_path):
+    from PIL import Image
+
+    spec = est.detect_design(PROMPT)
+    rng = np.random.default_rng(8)
+    files = []
+    pix = rng.integers(0, 256, size=(8, 6, 5, 3), dtype=np.uint8)
+    for i in range(8):
+        Image.fromarray(pix[i]).save(tmp_path / f"img{i}.png")
+        files.append({"node": "save", "type": "output", "path": f"img{i}.png"})
+    coefs = rng.standard_normal((8, 16)).tolist()
+    rec = {"index": 0, "files": files, "ui": {"interval": {"values": list(range(8)), "noise_coefficients": coefs}}}
+    vals, c = est.prompt_data(rec, tmp_path, spec, "mean brightness", 0, 0.5, None, None, True)
+    luma = (pix.astype(float) / 255.0) @ np.array(ci.LUMA_WEIGHTS)
+    np.testing.assert_allclose(vals, luma.mean(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(c, np.asarray(coefs))
+    vals, _ = est.prompt_data(rec, tmp_path, spec, "mean brightness", 0, 0.5, ("interval", "values"), None, False)
+    np.testing.assert_allclose(vals, np.arange(8))
+    with pytest.raises(est.EstimateError, match="noise coefficients"):
+        est.prompt_data({**rec, "ui": {}}, tmp_path, spec, "mean brightness", 0, 0.5, None, None, True)

@@ -277,6 +277,12 @@ def halfwidth_plot(path: Path, stages: list[dict], final: dict, spec: DesignSpec
     n = np.unique(np.geomspace(2, max(3, n_max), 200).astype(int))
     iid = stats.t.ppf(0.5 + confidence / 2, n - 1) * np.sqrt(final["item_variance"] / n)
     ax.plot(n, iid, "--", color="tab:red", label="iid projection (same per-image variance)")
+    # the design's own projection from its final unit spread: h(G) = t_{G-d} s_unit / sqrt(G), G = images / K
+    g = np.unique(np.maximum(3, n // spec.unit_size))
+    d = final["units"] - final["dof"]
+    s_unit = final["std_error"] * math.sqrt(final["units"])
+    ax.plot(g * spec.unit_size, stats.t.ppf(0.5 + confidence / 2, np.maximum(1, g - d)) * s_unit / np.sqrt(g), ":",
+            color="tab:blue", label="design projection (final unit spread)")
     ax.axhline(goal, color="k", lw=0.8, ls=":", label=f"target ±{goal:.3g}")
     ax.scatter([final["iid_images_same_width"]], [final["half_width"]], color="tab:red", zorder=3,
                label=f"iid needs {final['iid_images_same_width']} images")
