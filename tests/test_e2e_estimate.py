@@ -162,3 +162,28 @@ def test_estimate_over_two_servers_with_one_stopped(comfy_server, tmp_path):
     assert len({r["job"] for r in m.job_records("done")}) == len(m.job_records("done")) == 12  # each exactly once
     assert res["estimate"] == pytest.approx(pairs.mean(), rel=1e-12)
     assert res["half_width"] == pytest.approx(hw, rel=1e-9)
+
+
+def test_interval_node_per_image_values_and_width_ratio(comfy_server):
+    """The interval node's new inputs on a real server: per-image values from another node's STRING, the noise
+    coefficients of RQMC noise, and the report's iid half-width on N - 1 dof with the width ratio."""
+    values = [0.1, 0.4, 0.2, 0.5, 0.3, 0.9, 0.6, 0.7]
+    interval = {"class_type": "NoiseDesignConfidenceInterval", "inputs": {
+        "images": "@image", "design": "RQMC replicates", "group_size": 4, "layout": "interleaved",
+        "statistic": "per-image values", "channel": 0, "threshold": 0.5, "confidence": 0.95,
+        "values": ["scores", 0], "noise": "@noise", "latent": "@latent"}}
+    scores = {"class_type": "PrimitiveString", "inputs": {"value": json.dumps(values)}}
+    noise = {"class_type": "SobolRQMCLatentBatch", "inputs": {"noise_seed": BASE_SEED + 5000, "points_per_replicate": 4,
+                                                                "mode": "auto", "spectral_coefficients": 64,
+                                                                "antithetic": False}}
+    g = ch.txt2img_graph(noise=noise, batch_size=8, width=64, height=64, steps=2, filename_prefix="e2e_est_node",
+                         extra_nodes={"scores": scores, "interval": interval})
+    hist = comfy_server.run(g)
+    out = ch.ComfyServer.outputs(hist)["interval"]
+    assert out["values"] == pytest.approx(values)
+    coefs = np.asarray(out["noise_coefficients"])
+    assert coefs.shape == (8, 16) and np.abs(coefs).max() > 0.1
+    text = out["text"][0]
+    reps = np.asarray(values).reshape(2, 4).mean(axis=1)
+    assert f"{reps.mean():.5g}" in text and "narrower than iid at the same N" in text
+
