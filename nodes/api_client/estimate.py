@@ -353,7 +353,17 @@ def _load_prompt(path: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:  # `kill` (SIGTERM) cancels as cleanly as Ctrl-C, as for a batch
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread (a test or another program)
+        previous = None
     try:
         return run_estimate(args)
     except (EstimateError, SpecError, ValueError) as exc:
@@ -362,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; rerun the same command to resume", file=sys.stderr, flush=True)
         return EXIT_CANCELLED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_estimate(args: argparse.Namespace) -> int:
