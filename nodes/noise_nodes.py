@@ -11,7 +11,7 @@ import logging
 from comfy_api.latest import io
 
 from .methods.antithetic import LAYOUTS, MAX_GROUP_SIZE
-from .methods.sobol_rqmc import MAX_POINTS_PER_REPLICATE, MODES, is_power_of_two
+from .methods.sobol_rqmc import MAX_POINTS_PER_REPLICATE, MAX_SPECTRAL_COEFFICIENTS, MODES, is_power_of_two
 from .noise_objects import AntitheticNoiseGenerator, SobolRQMCNoiseGenerator
 
 log = logging.getLogger("antithetic_sampling")
@@ -112,9 +112,12 @@ class SobolRQMCLatentBatch(io.ComfyNode):
                             "it fits, spectral otherwise.",
                 ),
                 io.Int.Input(
-                    "spectral_coefficients", default=64, min=1, max=16384,
-                    tooltip="spectral mode: low-frequency DCT coefficients per channel that get QMC points (channels x "
-                            "this must stay <= 21201). Low frequencies carry brightness/colour/layout statistics.",
+                    "spectral_coefficients", default=64, min=1, max=MAX_SPECTRAL_COEFFICIENTS,
+                    tooltip="spectral mode: low-frequency DCT coefficients per channel that get QMC points. channels x "
+                            "this must stay <= 21201 (Sobol' dimensions): at most 5300 for 4-channel latents "
+                            "(SD1.5, SDXL), 1325 for 16-channel ones (SD3, Flux); a larger value stops before "
+                            "sampling with an error naming this input. Low frequencies carry "
+                            "brightness/colour/layout statistics.",
                 ),
                 io.Boolean.Input(
                     "antithetic", default=False,

@@ -19,7 +19,7 @@ import time
 import torch
 
 from ..methods.antithetic import antithetic_noise
-from ..methods.sobol_rqmc import MAX_SOBOL_DIM, _digit_masks, sobol_digits, sobol_rqmc_noise
+from ..methods.sobol_rqmc import MAX_SOBOL_DIM, clear_direction_cache, sobol_rqmc_noise
 
 SHAPES = {
     "SD1.5 512² ×8": (8, 4, 64, 64),
@@ -55,8 +55,7 @@ def measure(repeats: int = 7, shapes: dict | None = None, progress=None) -> dict
         first = {}
         for name, fn in designs.items():
             if "Sobol" in name or "RQMC" in name:
-                sobol_digits.cache_clear()
-                _digit_masks.cache_clear()
+                clear_direction_cache()
             t0 = time.perf_counter()
             fn(shape, 0)
             first[name] = time.perf_counter() - t0
