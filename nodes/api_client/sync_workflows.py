@@ -19,6 +19,7 @@ import pathlib
 import sys
 import urllib.request
 
+from ..cli_args import plain
 from .convert import convert_ui_to_api
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def build_ui_workflows(object_info: dict, names: list[str] | None = None) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="antithetic-sampling sync-workflows", description=__doc__,
+    parser = argparse.ArgumentParser(prog="antithetic-sampling sync-workflows", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", help="ComfyUI URL whose /object_info to use (e.g. http://127.0.0.1:8188)")
     parser.add_argument("--object-info", type=pathlib.Path,
