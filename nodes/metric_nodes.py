@@ -113,20 +113,24 @@ def diversity_summary(res: dv.PairDiversity, ref: dv.PairDiversity | None) -> st
 
 
 def diversity_plot(res: dv.PairDiversity, ref: dv.PairDiversity | None):
+    """Heatmap(s) of the centered correlation (pairs outlined) over per-pair bars; the reference batch beside."""
     marks = None if res.pairing == "all pairs" else [tuple(p) for p in res.pairs.tolist()]
-    top = [plots.heatmap(res.centered_matrix, "batch: centered correlation", marks=marks)]
+    top = [plots.heatmap(res.centered_matrix, "Are the images of a pair unlike? (blue = opposite)", marks=marks)]
     if ref is not None:
         rmarks = None if ref.pairing == "all pairs" else [tuple(p) for p in ref.pairs.tolist()]
-        top.append(plots.heatmap(ref.centered_matrix, "reference: centered correlation", marks=rmarks))
+        top.append(plots.heatmap(ref.centered_matrix, "Reference batch, same pairing", marks=rmarks))
     rc = float(np.nanmean(ref.centered_correlation)) if ref is not None else None
     rs = float(np.nanmean(1 - ref.ssim)) if ref is not None else None
-    labels = [f"{i}-{j}" for i, j in res.pairs.tolist()] if len(res.pairs) <= 16 else None
+    labels = [f"{i}-{j}" for i, j in res.pairs.tolist()] if len(res.pairs) <= 24 else None
+    one_minus = 1 - res.ssim
     bars = [
-        plots.bar_chart(res.centered_correlation, "centered correlation per pair" + (" (--- reference mean)" if ref else ""),
-                        labels=labels, vmin=-1, vmax=1, reference=rc),
-        plots.bar_chart(1 - res.ssim, "1 - SSIM per pair" + (" (--- reference mean)" if ref else ""),
-                        labels=labels, vmin=0, vmax=max(1.0, float(np.nanmax(1 - res.ssim))), color=plots.PALETTE[2],
-                        reference=rs),
+        plots.bar_chart(res.centered_correlation, "Centered correlation per pair (lower = more different)",
+                        labels=labels, vmin=-1, vmax=1, reference=rc, xlabel="pair (image indices)",
+                        ylabel="centered correlation"),
+        plots.bar_chart(one_minus, "1 − SSIM per pair (higher = more different)", labels=labels, vmin=0,
+                        vmax=max(1.1, float(np.nanmax(one_minus)) * 1.08 if np.isfinite(one_minus).any() else 1.1),
+                        color=plots.PALETTE[2], reference=rs, xlabel="pair (image indices)",
+                        ylabel="1 − SSIM (can exceed 1)", hlines=[(1.0, "1 = unrelated images")]),
     ]
     return plots.to_image_tensor(plots.vstack([plots.hstack(top), plots.hstack(bars)]))
 
@@ -410,9 +414,15 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         naive = None
         if canon != "iid" and math.isfinite(iid_hw):
             naive = (r_plot.estimate - iid_hw, r_plot.estimate + iid_hw) if key != "per-pixel mean map" else None
+        unit_name = {"iid": "image", "pairs": "pair", "groups": "group", "replicates": "RQMC replicate"}.get(canon, "unit")
         panel = plots.interval_plot(
             idx + member, values, np.arange(len(unit_vals)), unit_vals, r_plot.estimate, r_plot.low, r_plot.high,
-            title=f"{stat_label.split(' (')[0]}: {100 * confidence:.3g}% CI by {canon}", naive=naive,
+            title=(f"{stat_label.split(' (')[0]}: {100 * confidence:.3g} % interval from {len(unit_vals)} "
+                   f"{unit_name} means" + (" (red: iid at the same N)" if naive is not None else "")),
+            naive=naive, ylabel=("mean of each image (0..1)" if key == "per-pixel mean map" else stat_label.split(" (")[0]
+                    + (" (0 = black, 1 = white)" if key == "mean brightness" else "")),
+            xlabel=f"{unit_name} (images of one {unit_name} share an x position)", confidence=confidence,
+            unit_label=f"{unit_name} mean",
         )
         plot = plots.to_image_tensor(panel)
         text = (f"{stat_label.split(' (')[0]}: {_fmt(est, 5)}  [{_fmt(lo, 5)}, {_fmt(hi, 5)}]  "
