@@ -95,22 +95,22 @@ class AntitheticSampler(io.ComfyNode):
             ),
             inputs=[
                 io.Combo.Input(
-                    "sampler_name", options=list(comfy.samplers.SAMPLER_NAMES), default="euler_ancestral",
+                    "sampler_name", display_name="sampler_name", options=list(comfy.samplers.SAMPLER_NAMES), default="euler_ancestral",
                     tooltip="The ComfyUI sampler to run. Its step noise (if any) is mirrored; SDE samplers keep a "
                             "Brownian-tree noise per group leader, so each image still follows a genuine Brownian path.",
                 ),
-                io.Int.Input("group_size", default=2, min=2, max=MAX_GROUP_SIZE,
+                io.Int.Input("group_size", display_name="group_size", default=2, min=2, max=MAX_GROUP_SIZE,
                              tooltip="K, as in Antithetic Latent Noise: 2 mirrors (eps, -eps); K > 2 uses "
                                      "sqrt(K/(K-1))(eps_i - mean eps)."),
-                io.Combo.Input("layout", options=list(LAYOUTS), default="interleaved",
+                io.Combo.Input("layout", display_name="layout", options=list(LAYOUTS), default="interleaved",
                                tooltip="Batch layout of the groups; must match the noise node."),
-                io.Int.Input("design_size", default=0, min=0, max=4096, optional=True,
+                io.Int.Input("design_size", display_name="design_size", default=0, min=0, max=4096, optional=True,
                              tooltip="halves layout only: full batch size of the design (0 = this batch)."),
-                io.Mask.Input("mask", optional=True,
+                io.Mask.Input("mask", display_name="mask", optional=True,
                               tooltip="Partial antithetic: mirror the step noise only inside the mask (same mask as "
                                       "the noise node; binarised at 0.5 after resizing)."),
             ],
-            outputs=[io.Sampler.Output(tooltip="SAMPLER with mirrored step noise.")],
+            outputs=[io.Sampler.Output("sampler", display_name="sampler", tooltip="SAMPLER with mirrored step noise.")],
         )
 
     @classmethod

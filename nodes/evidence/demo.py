@@ -22,7 +22,6 @@ Generates iid, antithetic-pair, K-group (K = 4) and Sobol RQMC batches from the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -32,6 +31,7 @@ import time
 import numpy as np
 import torch
 
+from .. import cli_args
 from ..methods import plots
 from . import common, harness
 from .designs import interval, make_designs
@@ -350,13 +350,7 @@ def report(numbers: dict, table: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("demo_out"), help="output folder (default demo_out)")
-    ap.add_argument("--quick", action="store_true", help="CI setting: 16 images per design, 6 steps")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n", type=int, default=None, help="images per design (default 64; --quick 16)")
-    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default 12; --quick 6)")
-    ap.add_argument("--sampler", default="dpmpp_2m", choices=["euler", "ddim", "dpmpp_2m"])
+    ap = cli_args.parser("demo")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     run(args.out, quick=args.quick, seed=args.seed, n=args.n, steps=args.steps, sampler=args.sampler)
