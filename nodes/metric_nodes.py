@@ -113,26 +113,18 @@ def diversity_summary(res: dv.PairDiversity, ref: dv.PairDiversity | None) -> st
 
 
 def diversity_plot(res: dv.PairDiversity, ref: dv.PairDiversity | None):
-    """Heatmap(s) of the centered correlation (pairs outlined) over per-pair bars; the reference batch beside."""
+    """Two panels, one above the other so that they stay legible at a node's width: every pair as a dot
+    (centered correlation vs 1 - SSIM; the reference batch's pairs in grey) over the heatmap of the batch's
+    centered correlations with the measured pairs outlined."""
     marks = None if res.pairing == "all pairs" else [tuple(p) for p in res.pairs.tolist()]
-    top = [plots.heatmap(res.centered_matrix, "Are the images of a pair unlike? (blue = opposite)", marks=marks)]
-    if ref is not None:
-        rmarks = None if ref.pairing == "all pairs" else [tuple(p) for p in ref.pairs.tolist()]
-        top.append(plots.heatmap(ref.centered_matrix, "Reference batch, same pairing", marks=rmarks))
-    rc = float(np.nanmean(ref.centered_correlation)) if ref is not None else None
-    rs = float(np.nanmean(1 - ref.ssim)) if ref is not None else None
-    labels = [f"{i}-{j}" for i, j in res.pairs.tolist()] if len(res.pairs) <= 24 else None
-    one_minus = 1 - res.ssim
-    bars = [
-        plots.bar_chart(res.centered_correlation, "Centered correlation per pair (lower = more different)",
-                        labels=labels, vmin=-1, vmax=1, reference=rc, xlabel="pair (image indices)",
-                        ylabel="centered correlation"),
-        plots.bar_chart(one_minus, "1 − SSIM per pair (higher = more different)", labels=labels, vmin=0,
-                        vmax=max(1.1, float(np.nanmax(one_minus)) * 1.08 if np.isfinite(one_minus).any() else 1.1),
-                        color=plots.PALETTE[2], reference=rs, xlabel="pair (image indices)",
-                        ylabel="1 − SSIM (can exceed 1)", hlines=[(1.0, "1 = unrelated images")]),
-    ]
-    return plots.to_image_tensor(plots.vstack([plots.hstack(top), plots.hstack(bars)]))
+    question = ("Are the pairs more different than the reference's? (top left = more different)" if ref is not None
+                else "How different are the two images of each pair? (top left = more different)")
+    scatter = plots.pair_scatter(res.centered_correlation, 1 - res.ssim,
+                                 ref.centered_correlation if ref is not None else None,
+                                 1 - ref.ssim if ref is not None else None, question)
+    heat = plots.heatmap(res.centered_matrix, "Centered correlation of every two images (blue = opposite)",
+                         marks=marks, size=(560, 470))
+    return plots.to_image_tensor(plots.vstack([scatter, heat]))
 
 
 class PairDiversityMetric(io.ComfyNode):
@@ -417,8 +409,8 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         unit_name = {"iid": "image", "pairs": "pair", "groups": "group", "replicates": "RQMC replicate"}.get(canon, "unit")
         panel = plots.interval_plot(
             idx + member, values, np.arange(len(unit_vals)), unit_vals, r_plot.estimate, r_plot.low, r_plot.high,
-            title=(f"{stat_label.split(' (')[0]}: {100 * confidence:.3g} % interval from {len(unit_vals)} "
-                   f"{unit_name} means" + (" (red: iid at the same N)" if naive is not None else "")),
+            title=(f"How precise is the {stat_label.split(' (')[0]}? Blue band: {100 * confidence:.3g} % interval "
+                   f"from {len(unit_vals)} {unit_name} means" + ("; red: iid at the same N" if naive is not None else "")),
             naive=naive, ylabel=("mean of each image (0..1)" if key == "per-pixel mean map" else stat_label.split(" (")[0]
                     + (" (0 = black, 1 = white)" if key == "mean brightness" else "")),
             xlabel=f"{unit_name} (images of one {unit_name} share an x position)", confidence=confidence,

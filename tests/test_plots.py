@@ -93,6 +93,19 @@ def test_noise_shift_plot_shows_one_band_and_a_range_that_makes_small_shifts_vis
     assert fig.axes[0].child_axes, "a second x axis labels the scheduled sigma"
 
 
+def test_pair_scatter_shows_each_pair_and_each_batch_mean():
+    fig = plots.pair_scatter([-0.8, -0.6], [1.5, 1.4], [0.1, -0.1], [0.8, 1.0], "Are the pairs more different?")
+    ax = _ax(fig)
+    assert ax.get_title() and ax.get_xlabel().startswith("centered correlation") and "SSIM" in ax.get_ylabel()
+    texts = _legend_texts(fig)
+    assert texts == ["reference: pairs", "reference: mean", "batch: pairs", "batch: mean"]
+    means = [c.get_offsets()[0].tolist() for c in ax.collections if len(c.get_offsets()) == 1]
+    assert means == [pytest.approx([0.0, 0.9]), pytest.approx([-0.7, 1.45])]
+    assert ax.get_ylim()[1] >= 1.5 and ax.get_xlim() == (-1.05, 1.05)
+    alone = plots.pair_scatter([0.1], [0.5], title="x")
+    assert _legend_texts(alone) == ["batch: pairs", "batch: mean"]
+
+
 def test_image_grid_frames_every_unit_and_labels_rows():
     imgs = torch.rand(16, 8, 8, 3, generator=torch.Generator().manual_seed(0))
     fig = plots.image_grid(imgs, 8, "RQMC", unit=8, row_labels=["replicate 1", "replicate 2"], caption="rows")

@@ -55,16 +55,26 @@ def _figure(size: tuple[int, int], **subplot_kw):
     return fig
 
 
+def _data_artists_out_of_layout(fig) -> None:
+    """Bars, frames, markers and lines are clipped to their axes, so the layout need not measure each of them:
+    with hundreds of pairs that measuring, not the drawing, is what makes a plot slow."""
+    for ax in fig.axes:
+        for artist in (*ax.patches, *ax.collections, *ax.lines, *ax.images):
+            artist.set_in_layout(False)
+
+
 def render(fig) -> np.ndarray:
     """Figure -> uint8 RGB array [H, W, 3]."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    _data_artists_out_of_layout(fig)
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def save_png(fig, path) -> None:
+    _data_artists_out_of_layout(fig)
     fig.savefig(path, dpi=DPI)
 
 
@@ -130,6 +140,7 @@ def heatmap(matrix, title: str = "", vmin: float = -1.0, vmax: float = 1.0,
             colorbar_label: str = "centered correlation", axis_label: str = "image index in the batch"):
     """Heatmap of an [N, N] matrix (blue = negative, red = positive) with a labelled colour bar; ``marks`` outlines
     chosen cells (e.g. the pairs) in black."""
+    from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
 
     m = np.asarray(matrix, dtype=np.float64)
@@ -140,9 +151,9 @@ def heatmap(matrix, title: str = "", vmin: float = -1.0, vmax: float = 1.0,
     cb = fig.colorbar(im, ax=ax, shrink=0.9)
     cb.set_label(colorbar_label)
     if marks:
-        for r, c in marks:
-            for rr, cc in ((r, c), (c, r)):
-                ax.add_patch(Rectangle((cc - 0.5, rr - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+        # one collection, not one patch per cell: hundreds of pairs stay fast
+        cells = [Rectangle((cc - 0.5, rr - 0.5), 1, 1) for r, c in marks for rr, cc in ((r, c), (c, r))]
+        ax.add_collection(PatchCollection(cells, facecolor="none", edgecolor="black", linewidth=1.5))
         ax.plot([], [], "s", mfc="none", mec="black", markersize=10, label="outlined: the pairs measured")
         fig.legend(loc="outside lower center", fontsize=11)
     n = m.shape[0]
@@ -165,7 +176,11 @@ def bar_chart(values, title: str = "", labels: Sequence[str] | None = None, vmin
     fig = _figure(size)
     ax = fig.subplots()
     x = np.arange(len(v))
-    ax.bar(x, np.nan_to_num(v), color=color, width=0.7, label="per pair" if reference is not None else None)
+    label = "per pair" if reference is not None else None
+    if len(v) <= 64:
+        ax.bar(x, np.nan_to_num(v), color=color, width=0.7, label=label)
+    else:  # hundreds of bars are unreadable and slow: one stem line per value instead
+        ax.vlines(x, 0, np.nan_to_num(v), color=color, linewidth=max(0.5, 300 / len(v)), label=label)
     ax.axhline(0, color="#555555", linewidth=0.8)
     for y, label in hlines:
         ax.axhline(y, color="#444444", linestyle=":", linewidth=1.8, label=label)
@@ -439,4 +454,37 @@ def image_grids(panels: Sequence[dict], title: str = "", size: tuple[int, int] |
         ax.set_title(_wrap(p.get("title", ""), size[0] / len(panels)))
     if title:
         fig.suptitle(_wrap(title, size[0], 15), fontsize=15)
+    return fig
+
+
+@_styled
+def pair_scatter(correlation, dissimilarity, ref_correlation=None, ref_dissimilarity=None, title: str = "",
+                 xlabel: str = "centered correlation of a pair (0 = unrelated)",
+                 ylabel: str = "1 − SSIM (1 = unrelated)", size: tuple[int, int] = (560, 480)):
+    """One dot per pair: how correlated (x) and how dissimilar (y) its two images are; the batch in blue, a
+    reference batch in grey, each batch's mean as a large marker. Pairs whose images differ more sit top left
+    (lower correlation, higher 1 − SSIM; 1 − SSIM can reach 2 for opposite images)."""
+    fig = _figure(size)
+    ax = fig.subplots()
+    ax.axvline(0, color="#777777", linewidth=1, linestyle=":")
+    ax.axhline(1, color="#777777", linewidth=1, linestyle=":")
+    groups = [("batch", correlation, dissimilarity, PALETTE[0], "o")]
+    if ref_correlation is not None and ref_dissimilarity is not None:
+        groups.insert(0, ("reference", ref_correlation, ref_dissimilarity, "#8a8a8a", "s"))
+    for label, x, y, color, marker in groups:
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        ax.scatter(x, y, s=30 if len(x) <= 64 else 10, color=color, alpha=0.7, marker=marker,
+                   label=f"{label}: pairs")
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            ax.scatter([float(x[ok].mean())], [float(y[ok].mean())], s=200, color=color, marker=marker,
+                       edgecolor="black", linewidth=1.4, zorder=5, label=f"{label}: mean")
+    ax.set_xlim(-1.05, 1.05)
+    ys = np.concatenate([_finite(g[2]) for g in groups] + [np.array([0.0, 1.2])])
+    ax.set_ylim(0, max(1.2, float(ys.max()) * 1.08))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_wrap(title, size[0]))
+    fig.legend(loc="outside lower center", ncol=2, fontsize=11, markerscale=0.7, columnspacing=1.0,
+               handletextpad=0.3)
     return fig
