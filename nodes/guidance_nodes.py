@@ -319,7 +319,7 @@ def shift_summary(log: list[dict]) -> dict:
             "batched_probe_steps": batched}
 
 
-def render_shift_plot(summary: dict, title: str, width: int = 680, height: int = 520) -> torch.Tensor:
+def render_shift_plot(summary: dict, title: str, width: int = 640, height: int = 480) -> torch.Tensor:
     """sigma_hat / sigma per step as an IMAGE [1, H, W, 3] (matplotlib, ``methods.plots.noise_shift_plot``): batch
     mean, per-image range, corrected steps, the line at 1 and the steps inside the guidance band shaded."""
     from .methods import plots

@@ -113,18 +113,15 @@ def diversity_summary(res: dv.PairDiversity, ref: dv.PairDiversity | None) -> st
 
 
 def diversity_plot(res: dv.PairDiversity, ref: dv.PairDiversity | None):
-    """Two panels, one above the other so that they stay legible at a node's width: every pair as a dot
-    (centered correlation vs 1 - SSIM; the reference batch's pairs in grey) over the heatmap of the batch's
-    centered correlations with the measured pairs outlined."""
-    marks = None if res.pairing == "all pairs" else [tuple(p) for p in res.pairs.tolist()]
-    question = ("Are the pairs more different than the reference's? (top left = more different)" if ref is not None
-                else "How different are the two images of each pair? (top left = more different)")
-    scatter = plots.pair_scatter(res.centered_correlation, 1 - res.ssim,
-                                 ref.centered_correlation if ref is not None else None,
-                                 1 - ref.ssim if ref is not None else None, question)
-    heat = plots.heatmap(res.centered_matrix, "Centered correlation of every two images (blue = opposite)",
-                         marks=marks, size=(560, 470))
-    return plots.to_image_tensor(plots.vstack([scatter, heat]))
+    """One landscape panel, so that it stays legible in the node's preview (ComfyUI fits the image into the node):
+    every pair as a dot, centered correlation against 1 - SSIM, the reference batch's pairs in grey, each batch's
+    mean as a large marker. The per-pair numbers are in the report."""
+    question = ("Are the pairs more different than the reference's? Top left = more different" if ref is not None
+                else "How different are the two images of each pair? Top left = more different")
+    return plots.to_image_tensor(plots.pair_scatter(
+        res.centered_correlation, 1 - res.ssim, ref.centered_correlation if ref is not None else None,
+        1 - ref.ssim if ref is not None else None, f"{question} ({_pairing_label(res)}, {len(res.pairs)} pairs)",
+        size=(640, 440)))
 
 
 class PairDiversityMetric(io.ComfyNode):

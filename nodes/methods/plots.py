@@ -485,6 +485,5 @@ def pair_scatter(correlation, dissimilarity, ref_correlation=None, ref_dissimila
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(_wrap(title, size[0]))
-    fig.legend(loc="outside lower center", ncol=2, fontsize=11, markerscale=0.7, columnspacing=1.0,
-               handletextpad=0.3)
+    ax.legend(loc="best", fontsize=11, markerscale=0.7, handletextpad=0.3)
     return fig
