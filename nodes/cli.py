@@ -13,7 +13,7 @@ from . import cli_args
 # command -> (module relative to this package, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("evidence.demo", "main", "generate iid / antithetic / K-group / RQMC batches from the embedded model; plots + report"),
-    "bench": ("evidence.bench", "main", "measured claims: efficiency, CI width, coverage, correlations, timings -> JSON + README table"),
+    "bench": ("evidence.bench", "main", "measured claims: efficiency, CI width, coverage, correlations, timings -> JSON + docs/evidence.md tables + README headline"),
     "train": ("evidence.train", "main", "retrain the embedded digits denoiser (seeded, CPU)"),
     "noise-bench": ("evidence.noise_timing", "main", "noise generation time of each NOISE design vs torch.randn"),
     "guidance-bench": ("evidence.guidance_bench", "main", "Noise Awareness Guidance: noise shift, sample quality, cost"),

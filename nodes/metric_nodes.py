@@ -113,22 +113,15 @@ def diversity_summary(res: dv.PairDiversity, ref: dv.PairDiversity | None) -> st
 
 
 def diversity_plot(res: dv.PairDiversity, ref: dv.PairDiversity | None):
-    marks = None if res.pairing == "all pairs" else [tuple(p) for p in res.pairs.tolist()]
-    top = [plots.heatmap(res.centered_matrix, "batch: centered correlation", marks=marks)]
-    if ref is not None:
-        rmarks = None if ref.pairing == "all pairs" else [tuple(p) for p in ref.pairs.tolist()]
-        top.append(plots.heatmap(ref.centered_matrix, "reference: centered correlation", marks=rmarks))
-    rc = float(np.nanmean(ref.centered_correlation)) if ref is not None else None
-    rs = float(np.nanmean(1 - ref.ssim)) if ref is not None else None
-    labels = [f"{i}-{j}" for i, j in res.pairs.tolist()] if len(res.pairs) <= 16 else None
-    bars = [
-        plots.bar_chart(res.centered_correlation, "centered correlation per pair" + (" (--- reference mean)" if ref else ""),
-                        labels=labels, vmin=-1, vmax=1, reference=rc),
-        plots.bar_chart(1 - res.ssim, "1 - SSIM per pair" + (" (--- reference mean)" if ref else ""),
-                        labels=labels, vmin=0, vmax=max(1.0, float(np.nanmax(1 - res.ssim))), color=plots.PALETTE[2],
-                        reference=rs),
-    ]
-    return plots.to_image_tensor(plots.vstack([plots.hstack(top), plots.hstack(bars)]))
+    """One landscape panel, so that it stays legible in the node's preview (ComfyUI fits the image into the node):
+    every pair as a dot, centered correlation against 1 - SSIM, the reference batch's pairs in grey, each batch's
+    mean as a large marker. The per-pair numbers are in the report."""
+    question = ("Are the pairs more different than the reference's? Top left = more different" if ref is not None
+                else "How different are the two images of each pair? Top left = more different")
+    return plots.to_image_tensor(plots.pair_scatter(
+        res.centered_correlation, 1 - res.ssim, ref.centered_correlation if ref is not None else None,
+        1 - ref.ssim if ref is not None else None, f"{question} ({_pairing_label(res)}, {len(res.pairs)} pairs)",
+        size=(640, 440)))
 
 
 class PairDiversityMetric(io.ComfyNode):
@@ -410,9 +403,15 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         naive = None
         if canon != "iid" and math.isfinite(iid_hw):
             naive = (r_plot.estimate - iid_hw, r_plot.estimate + iid_hw) if key != "per-pixel mean map" else None
+        unit_name = {"iid": "image", "pairs": "pair", "groups": "group", "replicates": "RQMC replicate"}.get(canon, "unit")
         panel = plots.interval_plot(
             idx + member, values, np.arange(len(unit_vals)), unit_vals, r_plot.estimate, r_plot.low, r_plot.high,
-            title=f"{stat_label.split(' (')[0]}: {100 * confidence:.3g}% CI by {canon}", naive=naive,
+            title=(f"How precise is the {stat_label.split(' (')[0]}? Blue band: {100 * confidence:.3g} % interval "
+                   f"from {len(unit_vals)} {unit_name} means" + ("; red: iid at the same N" if naive is not None else "")),
+            naive=naive, ylabel=("mean of each image (0..1)" if key == "per-pixel mean map" else stat_label.split(" (")[0]
+                    + (" (0 = black, 1 = white)" if key == "mean brightness" else "")),
+            xlabel=f"{unit_name} (images of one {unit_name} share an x position)", confidence=confidence,
+            unit_label=f"{unit_name} mean",
         )
         plot = plots.to_image_tensor(panel)
         text = (f"{stat_label.split(' (')[0]}: {_fmt(est, 5)}  [{_fmt(lo, 5)}, {_fmt(hi, 5)}]  "
