@@ -40,6 +40,7 @@ import torch
 
 from .antithetic import resolve_indices
 from .keyed_rng import STREAM_SOBOL_FILL, STREAM_SOBOL_LOW_DIGITS, STREAM_SOBOL_SCRAMBLE, keyed_generator, keyed_seed
+from .validation import check_int
 
 MAX_SOBOL_DIM = 21201
 # Widget maximum of spectral_coefficients: the most a 4-channel latent (SD1.5/SDXL) can take (16 channels: 1325).
@@ -393,8 +394,9 @@ def sobol_rqmc_noise(
 ) -> torch.Tensor:
     """Scrambled-Sobol' RQMC noise for a latent of ``shape`` = [B, C, ...] (float32, CPU); see the module doc."""
     shape = tuple(int(s) for s in shape)
-    if len(shape) < 3:
-        raise ValueError(f"latent shape must be [B, C, *spatial], got {shape}")
+    if len(shape) < 3 or shape[0] < 1:
+        raise ValueError(f"latent shape must be [B, C, *spatial] with B >= 1, got {shape}")
+    check_int(spectral_coefficients, "spectral_coefficients", minimum=1)
     n = points_per_replicate
     if not isinstance(n, int) or n < 1 or n > MAX_POINTS_PER_REPLICATE:
         raise ValueError(f"points_per_replicate must be between 1 and {MAX_POINTS_PER_REPLICATE}, got {n!r}")
