@@ -84,7 +84,9 @@ def _noise_bench() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="SD1.5 shapes only, 3 repeats")
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"),
                     help="output folder for noise_timing.json and .md (default bench_out)")
-    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the noise-timing block of this markdown file")
+    ap.add_argument("--readme", type=pathlib.Path,
+                    help="rewrite the noise-timing block (with --sobol-scaling: the sobol-scaling block) of this "
+                         "markdown file")
     ap.add_argument("--sobol-scaling", action="store_true",
                     help="instead: time and peak memory of Sobol RQMC (SD1.5, full mode) at 8, 64, 1024 and 4096 "
                          "points per replicate, each in a fresh process")

@@ -387,6 +387,7 @@ class NoiseAwarenessGuide:
             raise ValueError(f"level_estimator must be one of {LEVEL_ESTIMATORS}, got {estimator!r}")
         w, max_shift, seed = check_finite(w, "w"), check_finite(max_shift, "max_shift", minimum=0.0), check_seed(seed)
         sigma_start, sigma_end = check_band(sigma_start, sigma_end)
+        min_excess = check_finite(min_excess, "min_excess", minimum=0.0)
         self.w, self.sigma_start, self.sigma_end = float(w), float(sigma_start), float(sigma_end)
         self.max_shift, self.estimator, self.seed = float(max_shift), estimator, int(seed)
         self.one_sided, self.measure, self.min_excess = one_sided, measure, float(min_excess)
