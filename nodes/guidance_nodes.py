@@ -413,31 +413,31 @@ def render_shift_plot(summary: dict, title: str, width: int = 640, height: int =
 def _awareness_inputs(default_scale: float = DEFAULT_SCALE) -> list:
     return [
         io.Float.Input(
-            "awareness_scale", default=default_scale, min=0.0, max=4.0, step=0.05, round=0.001,
+            "awareness_scale", display_name="awareness_scale", default=default_scale, min=0.0, max=4.0, step=0.05, round=0.001,
             tooltip="w, the Noise Awareness Guidance strength. 0 = plain CFG (bit-identical to KSampler). The "
                     "correction only acts where a state's estimated noise level is above its step's nominal level. "
                     "Default from guidance-bench on the embedded model; there it helped deterministic samplers and "
                     "made ancestral ones slightly worse (README).",
         ),
         io.Float.Input(
-            "sigma_start", default=DEFAULT_SIGMA_START, min=0.0, max=1000.0, step=0.01, round=0.0001,
+            "sigma_start", display_name="sigma_start", default=DEFAULT_SIGMA_START, min=0.0, max=1000.0, step=0.01, round=0.0001,
             tooltip="Upper end of the band where the guidance acts, as a noise-to-signal ratio sigma/alpha (= the "
                     "sampler sigma for eps / v-prediction models, sigma/(1-sigma) for flow models). The first step is "
                     "always skipped (its state is exact). The default keeps about half of the steps of ComfyUI's "
                     "SD1.5 schedules in the band, so the cost stays near 1.5x the model evaluations of CFG.",
         ),
         io.Float.Input(
-            "sigma_end", default=DEFAULT_SIGMA_END, min=0.0, max=1000.0, step=0.01, round=0.0001,
+            "sigma_end", display_name="sigma_end", default=DEFAULT_SIGMA_END, min=0.0, max=1000.0, step=0.01, round=0.0001,
             tooltip="Lower end of the band (same units as sigma_start). Below it the level is hard to identify and "
                     "the correction is skipped (corrections there were measured to change nothing).",
         ),
         io.Float.Input(
-            "max_level_shift", default=DEFAULT_MAX_SHIFT, min=0.0, max=4.0, step=0.01, round=0.001,
+            "max_level_shift", display_name="max_level_shift", default=DEFAULT_MAX_SHIFT, min=0.0, max=4.0, step=0.01, round=0.001,
             tooltip="One-sided clamp: the estimated level is limited to [sigma, sigma*(1+max_level_shift)]. States "
                     "that look less noisy than nominal are never corrected (two-sided correction diverges).",
         ),
         io.Combo.Input(
-            "level_estimator", options=list(LEVEL_ESTIMATORS), default=DEFAULT_ESTIMATOR,
+            "level_estimator", display_name="level_estimator", options=list(LEVEL_ESTIMATORS), default=DEFAULT_ESTIMATOR,
             tooltip="How the actual noise level of a state is estimated. sure_residual (default): Stein's unbiased "
                     "risk estimate, one extra conditional evaluation; the least biased on states of known level in "
                     "guidance-bench, and at cfg 1 it shares the regular model call. calibrated_residual: re-noise the "
@@ -450,29 +450,29 @@ def _awareness_inputs(default_scale: float = DEFAULT_SCALE) -> list:
 
 def _ksampler_inputs() -> list:
     return [
-        io.Model.Input("model", tooltip="The model used for denoising (eps, v-prediction incl. zero-SNR, or flow)."),
-        io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+        io.Model.Input("model", display_name="model", tooltip="The model used for denoising (eps, v-prediction incl. zero-SNR, or flow)."),
+        io.Int.Input("seed", display_name="seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                      tooltip="Seed of the initial noise (ignored when a NOISE input is connected) and of the guidance's "
                              "probe noise."),
-        io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Number of sampling steps."),
-        io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+        io.Int.Input("steps", display_name="steps", default=20, min=1, max=10000, tooltip="Number of sampling steps."),
+        io.Float.Input("cfg", display_name="cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance scale, as in KSampler."),
-        io.Combo.Input("sampler_name", options=comfy_compat.ksampler_sampler_names(), default="euler",
+        io.Combo.Input("sampler_name", display_name="sampler_name", options=comfy_compat.ksampler_sampler_names(), default="euler",
                        tooltip="The ComfyUI sampler. With an antithetic NOISE input, ancestral/SDE samplers get mirrored "
                                "step noise."),
-        io.Combo.Input("scheduler", options=comfy_compat.scheduler_names(), default="normal",
+        io.Combo.Input("scheduler", display_name="scheduler", options=comfy_compat.scheduler_names(), default="normal",
                        tooltip="The ComfyUI scheduler (noise schedule)."),
-        io.Conditioning.Input("positive", tooltip="Conditioning to include; the guidance acts on this branch."),
-        io.Conditioning.Input("negative", tooltip="Conditioning to exclude (the CFG negative)."),
-        io.Latent.Input("latent_image", tooltip="The latent to denoise (empty latent for txt2img)."),
-        io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+        io.Conditioning.Input("positive", display_name="positive", tooltip="Conditioning to include; the guidance acts on this branch."),
+        io.Conditioning.Input("negative", display_name="negative", tooltip="Conditioning to exclude (the CFG negative)."),
+        io.Latent.Input("latent_image", display_name="latent_image", tooltip="The latent to denoise (empty latent for txt2img)."),
+        io.Float.Input("denoise", display_name="denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                        tooltip="Amount of denoising, as in KSampler (< 1 for img2img)."),
     ]
 
 
 def _noise_input() -> io.Noise.Input:
     return io.Noise.Input(
-        "noise", optional=True,
+        "noise", display_name="noise", optional=True,
         tooltip="Optional NOISE (e.g. Antithetic Latent Noise, Sobol RQMC Latent Batch) instead of the seed's iid "
                 "noise. With an antithetic design and an ancestral/SDE sampler the step noise is mirrored too.",
     )
@@ -497,14 +497,14 @@ class NoiseAwarenessGuider(io.ComfyNode):
                 "correction is applied. Works with eps, v-prediction (incl. zero-SNR) and flow models."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The model (eps, v-prediction incl. zero-SNR, or flow)."),
-                io.Conditioning.Input("positive", tooltip="Conditioning to include; the guidance acts on this branch."),
-                io.Conditioning.Input("negative", tooltip="Conditioning to exclude (the CFG negative)."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Model.Input("model", display_name="model", tooltip="The model (eps, v-prediction incl. zero-SNR, or flow)."),
+                io.Conditioning.Input("positive", display_name="positive", tooltip="Conditioning to include; the guidance acts on this branch."),
+                io.Conditioning.Input("negative", display_name="negative", tooltip="Conditioning to exclude (the CFG negative)."),
+                io.Float.Input("cfg", display_name="cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale, as in CFGGuider."),
                 *_awareness_inputs(),
             ],
-            outputs=[io.Guider.Output(tooltip="GUIDER for SamplerCustomAdvanced.")],
+            outputs=[io.Guider.Output("guider", display_name="guider", tooltip="GUIDER for SamplerCustomAdvanced.")],
         )
 
     @classmethod
@@ -528,7 +528,7 @@ class NoiseAwarenessGuidedKSampler(io.ComfyNode):
                 "ComfyUI's own noise, scheduler, sampler and guider objects."
             ),
             inputs=[*_ksampler_inputs(), *_awareness_inputs(), _noise_input()],
-            outputs=[io.Latent.Output(tooltip="The denoised latent.")],
+            outputs=[io.Latent.Output("latent", display_name="latent", tooltip="The denoised latent.")],
         )
 
     @classmethod
@@ -558,9 +558,9 @@ class NoiseShiftProbe(io.ComfyNode):
             ),
             inputs=[*_ksampler_inputs(), *_awareness_inputs(default_scale=0.0), _noise_input()],
             outputs=[
-                io.Image.Output("plot", tooltip="sigma_hat/sigma per step (mean line, per-image range)."),
-                io.String.Output("numbers", tooltip="JSON: per-step ratios, corrected steps, model evaluations."),
-                io.Latent.Output("latent", tooltip="The sampled latent of the probed run."),
+                io.Image.Output("plot", display_name="plot", tooltip="sigma_hat/sigma per step (mean line, per-image range)."),
+                io.String.Output("numbers", display_name="numbers", tooltip="JSON: per-step ratios, corrected steps, model evaluations."),
+                io.Latent.Output("latent", display_name="latent", tooltip="The sampled latent of the probed run."),
             ],
             is_output_node=True,
         )

@@ -107,19 +107,19 @@ class AntitheticSampler(io.ComfyNode):
                             "from a Brownian tree in core (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde and their variants) "
                             "keep one tree per group leader, so each image still follows a genuine Brownian path.",
                 ),
-                io.Int.Input("group_size", default=2, min=2, max=MAX_GROUP_SIZE,
+                io.Int.Input("group_size", display_name="group_size", default=2, min=2, max=MAX_GROUP_SIZE,
                              tooltip="K, as in Antithetic Latent Noise: 2 mirrors (eps, -eps); K > 2 uses "
                                      "sqrt(K/(K-1))(eps_i - mean eps)."),
-                io.Combo.Input("layout", options=list(LAYOUTS), default="interleaved",
+                io.Combo.Input("layout", display_name="layout", options=list(LAYOUTS), default="interleaved",
                                tooltip="Batch layout of the groups; must match the noise node."),
-                io.Int.Input("design_size", default=0, min=0, max=4096, optional=True,
+                io.Int.Input("design_size", display_name="design_size", default=0, min=0, max=4096, optional=True,
                              tooltip="halves layout only: full batch size of the design, as on the noise node (0 = the "
                                      "batch size, or max(batch_index)+1 for a LatentFromBatch slice)."),
-                io.Mask.Input("mask", optional=True,
+                io.Mask.Input("mask", display_name="mask", optional=True,
                               tooltip="Partial antithetic: mirror the step noise only inside the mask (same mask as "
                                       "the noise node; binarised at 0.5 after resizing)."),
             ],
-            outputs=[io.Sampler.Output(tooltip="SAMPLER with mirrored step noise.")],
+            outputs=[io.Sampler.Output("sampler", display_name="sampler", tooltip="SAMPLER with mirrored step noise.")],
         )
 
     @classmethod

@@ -36,6 +36,7 @@ from .antithetic import (
     validate_design,
 )
 from .keyed_rng import STREAM_STEP, keyed_seed
+from .validation import check_seed
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # base(leaders, row_seeds) -> noise_sampler: ``leaders`` is a zero tensor [rows, *item_shape] (float32, CPU) and
@@ -82,6 +83,13 @@ class MirroredStepNoise:
         batch_index: Sequence[int] | None = None,
     ):
         validate_design(k, layout, design_size)
+        if x.ndim < 2 or x.shape[0] < 1:
+            raise ValueError(f"x must be a batch [B, ...] with B >= 1, got shape {tuple(x.shape)}")
+        if layout == "halves" and design_size and design_size < x.shape[0]:
+            raise ValueError(f"design_size {design_size} is smaller than the batch ({x.shape[0]} items): the halves "
+                             "layout pairs item i with item i + design_size/2, so it needs design_size >= the batch "
+                             "(0 = the batch size)")
+        seed = None if seed is None else check_seed(seed)
         self.k = k
         self.device, self.dtype = x.device, x.dtype
         self.item_shape = tuple(x.shape[1:])
