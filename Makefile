@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/antithetic-sampling bench --readme README.md
 	$(BIN)/antithetic-sampling metric-bench --readme README.md
 	$(BIN)/antithetic-sampling guidance-bench --readme README.md
+	$(BIN)/antithetic-sampling guidance-h2h --readme docs/guidance-h2h.md
 
 soak: setup
 	$(BIN)/antithetic-sampling soak --readme README.md
