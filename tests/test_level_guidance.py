@@ -277,3 +277,6 @@ def test_guidance_h2h_quick_writes_table_with_held_out_verdicts(tmp_path):
         assert st["cls w=1"]["regressor_evals_per_step"] == 1.0
     text = doc.read_text()
     assert "old" not in text and "held-out" in text and "σ̂/σ" in text
+    # the table can be re-derived from the JSON alone (same selection, same text)
+    assert h2h.main(["--from-json", str(tmp_path / "guidance_h2h.json"), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "guidance_h2h.md").read_text() == (tmp_path / "guidance_h2h.md").read_text()

@@ -326,8 +326,9 @@ def select_and_report(quality: dict, cfg: dict) -> dict:
                       "qualifies": better >= 1 and worse == 0})
     winners = sorted((c for c in cands if c["qualifies"]), key=lambda c: (-c["better"], c["fd_rel_mean"]))
     rule = {"candidates": cands, "winner": winners[0] if winners else None}
-    paper_best = min((picks[f] for f in PAPER if f in picks),
-                     key=lambda n: np.mean([report[st][n]["vs_none"]["fd"]["change"] for st in settings]))
+    # the better of the two paper forms, also decided on the tuning half
+    paper_best = min((picks[f] for f in PAPER if f in picks), key=lambda n: min(tuning_scores[f][n] for f in PAPER
+                                                                                if n in tuning_scores.get(f, {})))
 
     def share(name: str | None) -> float:
         if name is None:
@@ -387,6 +388,11 @@ def run_shift(model, regressor, held_out: torch.Tensor, cfg: dict, seed: int, ba
     return out
 
 
+def shipped_defaults() -> dict:
+    return {"w": na.DEFAULT_SCALE, "sigma_start": na.DEFAULT_SIGMA_START, "sigma_end": na.DEFAULT_SIGMA_END,
+            "max_shift": na.DEFAULT_MAX_SHIFT, "estimator": na.DEFAULT_ESTIMATOR}
+
+
 def run(cfg: dict, seed: int = 0, progress: bool = True, weights_dir: pathlib.Path | None = None) -> dict:
     from .train import load_digit_images, split
 
@@ -405,8 +411,7 @@ def run(cfg: dict, seed: int = 0, progress: bool = True, weights_dir: pathlib.Pa
         "model": {"weights_sha256": model.config["weights_sha256"], "dropout": model.config["training"]["dropout"],
                   "validation": model.config["validation"]},
         "regressor": {"weights_sha256": regressor.config["weights_sha256"], "validation": regressor.config["validation"]},
-        "shipped": {"w": na.DEFAULT_SCALE, "sigma_start": na.DEFAULT_SIGMA_START, "sigma_end": na.DEFAULT_SIGMA_END,
-                    "max_shift": na.DEFAULT_MAX_SHIFT, "estimator": na.DEFAULT_ESTIMATOR},
+        "shipped": shipped_defaults(),
         "reference": {"held_out_images": int(held_out.shape[0]), "bandwidth": ref.bandwidth,
                       "training_digits_likeness": like(train), "held_out_likeness": like(held_out)},
         "alpha_per_metric": ALPHA, "pl_delta": PL_DELTA,
@@ -533,8 +538,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", type=pathlib.Path, default=None,
                     help="folder with the level-dropout denoiser and the regressor (default: the shipped ones)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--from-json", type=pathlib.Path, default=None,
+                    help="re-derive the selection and the table from a guidance_h2h.json of an earlier run (no sampling; "
+                         "the shipped defaults are read from the code now)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.from_json:
+        result = json.loads(args.from_json.read_text(encoding="utf-8"))
+        result["shipped"] = shipped_defaults()
+        result["selection"] = select_and_report(result["quality_per_seed"], result["config"])
+        return publish(result, args.out, args.readme)
     cfg = dict(QUICK if args.quick else FULL)
     if args.n:
         cfg["n"] = args.n
@@ -543,14 +556,18 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--seeds must be an even number >= 4 (two halves)")
         cfg["seeds"] = args.seeds
     result = run(cfg, args.seed, progress=not args.no_progress, weights_dir=args.weights)
+    return publish(result, args.out, args.readme)
+
+
+def publish(result: dict, out: pathlib.Path, readmes: list[pathlib.Path]) -> int:
     text = markdown(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "guidance_h2h.json").write_text(json.dumps(result, indent=1, default=_json_default), encoding="utf-8")
-    (args.out / "guidance_h2h.md").write_text(text, encoding="utf-8")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "guidance_h2h.json").write_text(json.dumps(result, indent=1, default=_json_default), encoding="utf-8")
+    (out / "guidance_h2h.md").write_text(text, encoding="utf-8")
     print(text)
     from .noise_timing import replace_block
 
-    for path in args.readme:
+    for path in readmes:
         if not replace_block(path, BLOCK, text):
             print(f"warning: no <!-- BEGIN:{BLOCK} --> block in {path}; left unchanged", file=sys.stderr)
     return 0
