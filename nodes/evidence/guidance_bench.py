@@ -57,6 +57,9 @@ CFG_EVALS = 2  # model evaluations per step of classifier-free guidance (cond + 
 CHANGE_ALPHA = 0.025  # a paired change counts when a one-sided paired t-test rejects at this level per metric and
 CHANGE_REL = 0.01  # direction, and it exceeds 1 % of the unguided value; FD and MMD^2 OR-ed: P(false "better") <= 5 %
 
+# The scale of the descriptive runs (the guided noise-shift curve, the controls): the node default when it is on,
+# else 1 (an "off" default would make those rows identical to no guidance).
+MEASURE_W = na.DEFAULT_SCALE if na.DEFAULT_SCALE != 0 else 1.0
 SHIPPED = {"w": na.DEFAULT_SCALE, "sigma_start": na.DEFAULT_SIGMA_START, "sigma_end": na.DEFAULT_SIGMA_END,
            "max_shift": na.DEFAULT_MAX_SHIFT, "estimator": na.DEFAULT_ESTIMATOR}
 
@@ -286,7 +289,7 @@ def noise_shift_curve(model, noise: torch.Tensor, sigmas: torch.Tensor, sampler:
     the estimator on exact states at the same levels (:func:`estimator_floor`). This is what ``demo`` plots.
     """
     est = estimator or SHIPPED["estimator"]
-    w = SHIPPED["w"] if w is None else float(w)
+    w = MEASURE_W if w is None else float(w)
     band = (SHIPPED["sigma_start"] if sigma_start is None else sigma_start,
             SHIPPED["sigma_end"] if sigma_end is None else sigma_end)
     out = {"estimator": est, "w": w, "band": [band[1], band[0]], "sampler": sampler, "curves": {}}
@@ -344,7 +347,7 @@ def _band_label(band: tuple[float, float]) -> str:
 
 def control_variants(model, cfg: dict) -> list[dict]:
     """Other bands, a dead band at twice the estimator's per-image noise, other clamps (default w and estimator)."""
-    w, est = SHIPPED["w"], SHIPPED["estimator"]
+    w, est = MEASURE_W, SHIPPED["estimator"]
     noise = estimator_noise(model)
     out = [_variant(_band_label(b), w, est, band=b) for b in CONTROL_BANDS]
     out += [
@@ -695,7 +698,7 @@ def markdown(result: dict) -> str:
                 f"{st['variants']['w=0']['off_rms']:.4f} ({st['unguided_at_held_out_n']['fd']:.2f})")
         parts += _variant_rows(st, head, with_cost=True)
     if dg["controls"]:
-        parts += ["", f"*Controls* at w = {shipped['w']:g}, `{shipped['estimator']}` (corrected: share of in-band "
+        parts += ["", f"*Controls* at w = {MEASURE_W:g}, `{shipped['estimator']}` (corrected: share of in-band "
                   "images whose estimate exceeded σ, per step):", "",
                   "| sampler, steps | variant | ΔFD | ΔMMD² | Δoff RMS | corrected | extra eval./step | verdict |",
                   "|---|---|---|---|---|---|---|---|"]
