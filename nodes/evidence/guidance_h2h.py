@@ -73,11 +73,11 @@ FULL = {
     "n": 256, "seeds": 16,
     "settings": [(s, k) for s in ("euler", "euler_ancestral", "dpmpp_2m") for k in (6, 10, 20)],
     "grid": {
-        "cf": (0.5, 1.0, 2.0, 4.0),
+        "cf": (0.1, 0.25, 0.5, 1.0),
         "cls": (0.1, 0.25, 0.5, 1.0),
         "tf": (0.5, 1.0, 2.0, 4.0),
-        "ts": (0.1, 0.3),
-        "pl": (0.5, 1.0, 2.0),
+        "ts": (0.1, 0.3, 1.0),
+        "pl": (0.25, 0.5, 1.0),
     },
     "shift_n": 256,
     "floor_images": 180,
@@ -89,6 +89,7 @@ QUICK = {
     "shift_n": 16,
     "floor_images": 16,
 }
+FORMER_DEFAULT_W = 1.0  # the node default before this head-to-head (kept in every run for comparison)
 PL_DELTA = 0.2  # perturbed level s' = s (1 + delta)
 FAMILIES = {
     "cf": "paper NAG, classifier-free",
@@ -159,8 +160,8 @@ def method_list(cfg: dict) -> list[tuple[str, float]]:
     out = [("none", 0.0)]
     for fam, grid in cfg["grid"].items():
         out += [(fam, float(p)) for p in grid]
-    if na.DEFAULT_SCALE not in cfg["grid"]["tf"]:
-        out.append(("tf", float(na.DEFAULT_SCALE)))
+    for w in {na.DEFAULT_SCALE, FORMER_DEFAULT_W} - {0.0} - set(cfg["grid"]["tf"]):
+        out.append(("tf", float(w)))
     out.append(("eps", 1.005))
     return out
 
@@ -332,15 +333,31 @@ def select_and_report(quality: dict, cfg: dict) -> dict:
     paper_best = min((picks[f] for f in PAPER if f in picks), key=lambda n: min(tuning_scores[f][n] for f in PAPER
                                                                                 if n in tuning_scores.get(f, {})))
 
-    def share(name: str | None) -> float:
+    def share(name: str | None, paper: str) -> float:
+        """Share of the paper form's FD gain that ``name`` recovers, over the settings where the paper form is
+        "better" on the held-out half: sum of name's FD changes / sum of the paper form's there."""
+        sts = [st for st in settings if report[st][paper]["vs_none"]["verdict"] == "better"]
+        if not sts:
+            return float("nan")
         if name is None:
             return 0.0
-        num = np.mean([report[st][name]["vs_none"]["fd"]["change"] for st in settings])
-        den = np.mean([report[st][paper_best]["vs_none"]["fd"]["change"] for st in settings])
+        den = sum(report[st][paper]["vs_none"]["fd"]["change"] for st in sts)
+        num = sum(report[st][name]["vs_none"]["fd"]["change"] for st in sts)
         return float(num / den) if den < 0 else float("nan")
 
-    shares = {"paper_best": paper_best, "shipped": shipped_name, "shipped_share": share(shipped_name),
-              "shares": {picks[f]: share(picks[f]) for f in picks}}
+    former = method_name("tf", FORMER_DEFAULT_W)
+    former = former if former in report[settings[0]] else None
+    shares = {"paper_best": paper_best, "shipped": shipped_name, "former_default": former, "by_paper_form": {}}
+    for f in PAPER:
+        if f not in picks:
+            continue
+        paper = picks[f]
+        shares["by_paper_form"][paper] = {
+            "settings": [st for st in settings if report[st][paper]["vs_none"]["verdict"] == "better"],
+            "shipped": share(shipped_name, paper),
+            "former_default": share(former, paper) if former else float("nan"),
+            "candidates": {picks[g]: share(picks[g], paper) for g in TRAINING_FREE if g in picks},
+        }
     return {"tuning_seeds": tune, "held_out_seeds": held, "picks": picks, "tuning_scores": tuning_scores,
             "report": report, "rule": rule, "gain_share": shares}
 
@@ -436,31 +453,44 @@ def _ci(c: dict, fmt: str, scale: float = 1.0) -> str:
     return (f"{scale * c['change']:+{fmt}} [{scale * c['lo']:+{fmt}}, {scale * c['hi']:+{fmt}}]{mark}")
 
 
+def _form_sentence(rep: dict, name: str, label: str) -> str:
+    settings = list(rep)
+    rel = [100 * rep[st][name]["vs_none"]["fd"]["relative"] for st in settings]
+    v = [rep[st][name]["vs_none"]["verdict"] for st in settings]
+    return (f"by {min(rel):+.1f} % to {max(rel):+.1f} % in its {label} form (`{name}`; better on "
+            f"{v.count('better')} of {len(settings)} sampler/step settings, worse or mixed on "
+            f"{sum(x in ('worse', 'mixed') for x in v)})")
+
+
 def summary_text(result: dict) -> str:
     """The two generated sentences that lead the guidance docs: the paper's gain and what the default recovers."""
     sel = result["selection"]
-    rep = sel["report"]
-    settings = list(rep)
+    rep, picks = sel["report"], sel["picks"]
     shipped = result["shipped"]
     gs = sel["gain_share"]
     win = sel["rule"]["winner"]
-    best = gs["paper_best"]
-    best_fd = np.mean([rep[st][best]["vs_none"]["fd"]["relative"] for st in settings])
-    n_better = sum(rep[st][best]["vs_none"]["verdict"] == "better" for st in settings)
-    n_worse = sum(rep[st][best]["vs_none"]["verdict"] in ("worse", "mixed") for st in settings)
-    first = (f"On the embedded digits model, retrained for it, the paper's Noise Awareness Guidance (`{best}`, chosen on "
-             f"tuning seeds) changes the Fréchet distance to held-out digits by {100 * best_fd:+.1f} % on average on "
-             f"held-out seeds ({n_better} of {len(settings)} sampler/step settings better, {n_worse} worse or mixed, "
-             "at a 5 % false-positive rate per verdict).")
+    forms = [_form_sentence(rep, picks[f], {"cf": "classifier-free", "cls": "classifier"}[f]) for f in PAPER
+             if f in picks]
+    first = ("On the embedded digits model, fine-tuned with the paper's noise-condition dropout, the paper's Noise "
+             "Awareness Guidance (strength chosen on tuning seeds) changes the Fréchet distance to held-out digits, "
+             "on held-out seeds, " + " and ".join(forms) + ".")
+
+    def shares(key: str) -> str:
+        parts = [f"{100 * v[key]:.0f} % of the {'classifier-free' if n.startswith('cf') else 'classifier'} "
+                 f"form's FD gain" for n, v in gs["by_paper_form"].items() if math.isfinite(v[key])]
+        return " and ".join(parts) + " on the settings where that form helps" if parts else "nothing measurable"
+
     if shipped["w"] == 0:
-        second = ("No training-free stand-in (the shipped approximation at any w, time shift, perturbed level) was "
-                  "better somewhere without being worse elsewhere"
-                  + (f" — `{win['name']}` qualified but is not what the node computes" if win else "")
-                  + ", so NAG Guided KSampler ships with `awareness_scale` 0 (identical to core KSampler, no extra cost) "
-                  "and recovers 0 % of that gain by default.")
+        second = ("No training-free stand-in (this approximation at any w, time shift, perturbed level) was better "
+                  "somewhere without being worse elsewhere"
+                  + (f" (`{win['name']}` qualified, but it is not what the node computes)" if win else "")
+                  + ", so NAG Guided KSampler ships **off** (`awareness_scale` 0: identical to core KSampler, no extra "
+                  "cost) and recovers none of that gain by default"
+                  + (f"; the former default w = {FORMER_DEFAULT_W:g} recovered " + shares("former_default")
+                     if gs.get("former_default") else "") + ".")
     else:
         second = (f"The shipped training-free default (`{shipped['estimator']}`, w = {shipped['w']:g}) recovers "
-                  f"{100 * gs['shipped_share']:.0f} % of that mean FD gain"
+                  + shares("shipped")
                   + (f"; by the held-out rule the best training-free candidate is `{win['name']}`." if win else
                      "; no training-free candidate was better somewhere without being worse elsewhere."))
     return f"**Result.** {first} {second}"
@@ -474,7 +504,6 @@ def markdown(result: dict) -> str:
     shipped = result["shipped"]
     rule = sel["rule"]
     gs = sel["gain_share"]
-    best = gs["paper_best"]
     lines = [summary_text(result), ""]
     lines += [
         f"Model: the digits denoiser fine-tuned with noise-condition dropout ({100 * result['model']['dropout']:.0f} % "
@@ -498,14 +527,16 @@ def markdown(result: dict) -> str:
     ]
     shown = ["none", *picks.values()]
     sn = method_name("tf", shipped["w"]) if shipped["w"] != 0 else None
-    if sn and sn not in shown and sn in rep[settings[0]]:
-        shown.append(sn)
+    fn = gs.get("former_default")
+    for extra in (sn, fn):
+        if extra and extra not in shown and extra in rep[settings[0]]:
+            shown.append(extra)
     for st in settings:
         for i, name in enumerate(shown):
             e = rep[st][name]
             cost = f"{e['model_evals_per_step']:.2f}" + (f" + {e['regressor_evals_per_step']:.2f} g"
                                                          if e["regressor_evals_per_step"] else "")
-            label = name + (" (shipped)" if name == sn else "")
+            label = name + (" (shipped)" if name == sn else " (former default)" if name == fn else "")
             if name == "none":
                 lines.append(f"| {st if i == 0 else ''} | {label} | {e['fd']:.2f} | — | {1e3 * e['mmd2']:.3f} | — | "
                              f"({e['likeness']:.3f}) | {cost} | — |")
@@ -518,9 +549,15 @@ def markdown(result: dict) -> str:
               "settings of the held-out half, mean relative FD change): "
               + "; ".join(f"`{c['name']}` {c['better']} / {c['worse']}, FD {100 * c['fd_rel_mean']:+.1f} %"
                           + (" — qualifies" if c["qualifies"] else "") for c in rule["candidates"]) + "."]
-    lines += ["", "*Share of the paper-NAG FD gain* (mean held-out FD change ÷ that of "
-              f"`{best}`): " + ", ".join(f"`{n}` {100 * v:.0f} %" for n, v in gs["shares"].items()
-                                          if math.isfinite(v)) + "."]
+    share_parts = []
+    for paper, v in gs["by_paper_form"].items():
+        cells = ", ".join(f"`{n}` {100 * x:.0f} %" for n, x in v["candidates"].items() if math.isfinite(x))
+        share_parts.append(f"`{paper}` helps on {', '.join(v['settings']) or 'no setting'}"
+                           + (f": the shipped default recovers {100 * v['shipped']:.0f} %, the former default "
+                              f"(w = {FORMER_DEFAULT_W:g}) {100 * v['former_default']:.0f} %, the tuned candidates "
+                              f"{cells}" if v["settings"] else ""))
+    lines += ["", "*Share of the paper-NAG FD gain* (sum of the FD changes over the held-out settings where the paper "
+              "form is better, divided by the paper form's there): " + "; ".join(share_parts) + "."]
     # noise shift
     sh = result["shift"]
     lines += ["", "*Noise shift the paper's way* — batch-mean σ̂/σ per step on unguided runs, the trained regressor "
