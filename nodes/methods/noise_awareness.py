@@ -1,4 +1,5 @@
-"""Training-free Noise Awareness Guidance (after Zhong et al., arXiv 2510.12497, ICLR 2026).
+"""Noise Awareness Guidance (Zhong et al., arXiv 2510.12497, ICLR 2026): the paper's classifier-free and classifier
+forms and a training-free approximation, one formula in VE coordinates (equation 2 below).
 
 Unrelated to *Normalized Attention Guidance* (also abbreviated "NAG"); this is the noise-level guidance of
 "Mitigating the Noise Shift for Denoising Generative Models via Noise Awareness Guidance".
@@ -8,7 +9,9 @@ has after training with noise-condition dropout:
 
     s_nag(x | t) = s(x | t) + w * [ s(x | t) - s(x) ].
 
-This module is a **training-free approximation** for ordinary checkpoints. A noise-unconditional score is exactly
+Both paper forms are here for models that support them (``classifier_free_guidance`` needs that branch,
+``classifier_guidance`` a trained noise-level regressor g; the embedded digits model has both). For ordinary
+checkpoints this module offers a **training-free approximation**. A noise-unconditional score is exactly
 the posterior-weighted mixture of noise-conditional scores, s(x) = E_{tau ~ p(tau|x)} s(x | tau); in high
 dimension p(tau|x) concentrates at the level the state actually carries, s_hat, so s(x) ~= s(x | s_hat). With
 scores written through x0-estimates in variance-exploding (VE) coordinates, s(x_v | s) = (D - x_v) / s^2:
