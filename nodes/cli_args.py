@@ -44,6 +44,9 @@ def _demo() -> argparse.ArgumentParser:
     ap.add_argument("--n", type=int, default=None, help="images per design (default 64; --quick 16)")
     ap.add_argument("--steps", type=int, default=None, help="sampler steps (default 12; --quick 6)")
     ap.add_argument("--sampler", default="dpmpp_2m", choices=SAMPLERS, help="sampler (default dpmpp_2m)")
+    ap.add_argument("--weights", type=pathlib.Path, default=None,
+                    help="folder with digits_denoiser.{safetensors,json} (default: the shipped weights); "
+                         "refused when the weights' sha256 differs from the one in their config")
     return ap
 
 
@@ -68,12 +71,26 @@ def _bench() -> argparse.ArgumentParser:
 
 def _train() -> argparse.ArgumentParser:
     ap = _new("train", "Retrain the embedded digits denoiser (seeded, CPU, single thread) on scikit-learn's bundled "
-                       "handwritten digits.")
-    ap.add_argument("--out", default=None, help="output folder (default: the shipped weights folder)")
-    ap.add_argument("--steps", type=int, default=20000, help="optimizer steps (default 20000, as shipped)")
+                       "handwritten digits, or its noise-awareness variant (noise-condition dropout) and the "
+                       "noise-level regressor g(sigma|x).")
+    ap.epilog = ("Writes to a new folder under ./trained_weights unless --out is given; the shipped weights are "
+                 "replaced only with --install.")
+    ap.add_argument("--model", choices=["denoiser", "nag"], default="denoiser",
+                    help="denoiser: the embedded digits denoiser (from scratch); nag: its noise-condition-dropout "
+                         "variant (fine-tuned from the shipped denoiser) and the noise-level regressor g(sigma|x)")
+    ap.add_argument("--out", default=None,
+                    help="output folder (default: a new folder trained_weights/<model>-<UTC time>)")
+    ap.add_argument("--install", action="store_true",
+                    help="after training, replace the shipped weights (and their recorded hash and validation loss)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="optimizer steps (default: denoiser 20000 as shipped; nag: as shipped for the dropout "
+                         "fine-tune and for the regressor, see the weights' json)")
     ap.add_argument("--batch", type=int, default=256, help="images per optimizer step (default 256)")
-    ap.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate, cosine-decayed (default 0.002)")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="peak Adam learning rate, cosine-decayed (default 0.002; nag fine-tune 0.001)")
     ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and noise (default 0)")
+    ap.add_argument("--dropout", type=float, default=0.15,
+                    help="nag: share of items trained with the 'no level' token (default 0.15; the paper: 10-20 %%)")
     return ap
 
 
