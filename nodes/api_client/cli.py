@@ -7,7 +7,8 @@ Examples (the pack's example workflows; NODE is a node id, title or class)::
     antithetic-queue workflows/api/sobol_rqmc_estimate.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep "Sobol RQMC Latent Batch.noise_seed=0..999"
     antithetic-queue workflows/k_antithetic_gallery.json --sweep AntitheticLatentNoise.layout=interleaved,halves --dry-run
 
-    antithetic-queue estimate workflow_api.json --target 0.002 --out runs/brightness   # to a target half-width
+To estimate a statistic to a target half-width instead (queues prompts until the interval is narrow enough):
+`antithetic-queue estimate WORKFLOW --target 0.002 --out runs/brightness`; see `antithetic-queue estimate --help`.
 
 Input names are checked against the node (its inputs in the workflow, or its definition from /object_info);
 an unknown name is refused with the node's real inputs. --dry-run lists the jobs without a server: a UI-format
