@@ -21,7 +21,6 @@ Writes ``estimate_bench.json`` / ``.md`` to ``--out``; ``--readme`` rewrites the
 
 from __future__ import annotations
 
-import argparse
 import math
 import pathlib
 import platform
@@ -30,6 +29,7 @@ import time
 import numpy as np
 from scipy import stats
 
+from .. import cli_args
 from ..methods import noise_control_variates as ncv
 from ..methods.sequential_estimation import StoppingRule, decide, iid_images_for
 from .estimate_pool import POOL_DESIGNS, load_or_build
@@ -266,16 +266,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling estimate-bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--pool", type=int, default=131072, help="images per design pool (default 131072)")
-    ap.add_argument("--reps", type=int, default=200, help="reported repetitions per control-variate row (default 200)")
-    ap.add_argument("--design-reps", type=int, default=1000, help="reported repetitions per design-alone row")
-    ap.add_argument("--tune-reps", type=int, default=300, help="tuning repetitions per row and rule setting")
-    ap.add_argument("--max-images", type=int, default=20000, help="image budget of one estimate")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="smoke setting: pools of 8192 images, 20 repetitions")
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"))
-    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the estimate-results block of this README")
+    ap = cli_args.parser("estimate-bench")
     args = ap.parse_args(argv)
     pool, reps, dreps, treps = (8192, 20, 20, 20) if args.quick else (args.pool, args.reps, args.design_reps,
                                                                        args.tune_reps)
