@@ -100,6 +100,45 @@ def test_decide_pilot_jumps_and_budget():
         StoppingRule()
 
 
+def test_two_stage_pilot_is_never_the_final_sample():
+    """Stein's two-stage rule: a pilot whose interval is already narrow enough still gets a second stage (at least
+    one prompt more); after the pilot the same interval stops the run; the sequential variant stops on the pilot."""
+    rule = StoppingRule(target=0.01, min_units=8, max_images=400)
+    d = decide(rule, 8, 2, 0.5, 0.001, units_per_prompt=4)
+    assert not d.stop and d.reason == "more units" and d.units_wanted == 12
+    d = decide(rule, 8, 2, 0.5, 0.015, units_per_prompt=4)  # too wide: the Stein projection from the pilot
+    assert not d.stop and d.units_wanted == 16  # 8 (1.5)² (t15 / t7)² = 14.6 -> whole prompts of 4
+    assert decide(rule, 12, 2, 0.5, 0.001, units_per_prompt=4).stop
+    seq = StoppingRule(target=0.01, min_units=8, max_images=400, two_stage=False)
+    assert decide(seq, 8, 2, 0.5, 0.001, units_per_prompt=4).stop
+    tiny = StoppingRule(target=0.01, min_units=8, max_images=16)  # a budget of the pilot alone: stop there
+    d = decide(tiny, 8, 2, 0.5, 0.001, units_per_prompt=4)
+    assert d.stop and d.reason == "budget spent"
+
+
+def test_two_stage_keeps_coverage_on_skewed_units_where_stopping_on_the_pilot_loses_it():
+    """Skewed (exponential) units with a target the pilot's spread often meets: stopping on a narrow pilot picks
+    samples whose small spread goes with a low mean and undercovers; the two-stage rule does not stop there."""
+    rng = np.random.default_rng(11)
+    reps = 2000
+    cover = {True: 0, False: 0}
+    for two in (True, False):
+        rule = StoppingRule(target=0.75, min_units=8, two_stage=two)
+        for _ in range(reps):
+            y = rng.exponential(1.0, 400)
+            d = decide(rule, 0, 1, None, None)
+            while True:
+                g = d.units_wanted
+                s = y[:g]
+                hw = stats.t.ppf(0.975, g - 1) * s.std(ddof=1) / math.sqrt(g)
+                d = decide(rule, g, 1, float(s.mean()), float(hw))
+                if d.stop:
+                    break
+            cover[two] += abs(s.mean() - 1.0) <= hw
+    assert cover[False] / reps < 0.92  # the sequential rule's loss, measured here so the comparison can fail
+    assert cover[True] / reps >= 0.93 and cover[True] / reps >= cover[False] / reps + 0.02
+
+
 def test_iid_images_for_is_the_smallest_n():
     for var, hw in ((0.031**2, 0.001), (0.0009, 0.005), (1.0, 0.5)):
         n = iid_images_for(var, hw)

@@ -52,7 +52,7 @@ CV_DEFAULT = {"iid": False, "pairs": False, "groups": False, "replicates": False
 # for every design and target there): pilot units and the aim of a projected stage (a fraction of the target).
 PILOT_UNITS = 8
 AIM = 1.0
-CV_MAX_GROWTH = 2.0  # with the control variate a stage at most doubles the units (its surrogate keeps learning)
+CV_MAX_GROWTH = 1.5  # with the control variate a stage grows the units at most 1.5x (its surrogate keeps learning)
 
 
 class EstimateError(SpecError):

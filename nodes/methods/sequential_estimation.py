@@ -4,23 +4,28 @@ Jia et al., "Antithetic Noise in Diffusion Models" (arXiv 2506.06185, ICLR 2026)
 independent units are pairs / K-groups / RQMC replicates, and the interval is μ̂ ± t_{1-α/2, G-1} s(Ȳ)/√G over the
 G unit means Ȳ_g. This module turns that interval into a stopping rule.
 
-Rule (a sequential variant of Stein's two-stage procedure; Stein 1945, *Ann. Math. Statist.* 16:243; Chow &
+Rule (Stein's two-stage procedure with measured top-ups; Stein 1945, *Ann. Math. Statist.* 16:243; Chow &
 Robbins 1965, *Ann. Math. Statist.* 36:457):
 
-1. pilot: G₀ units (at least ``min_units``, whole prompts);
-2. after every stage, compute the interval exactly as the interval node does (or the control-variate interval);
-   stop when its half-width h_G <= target (absolute, or ``target_rel`` · |μ̂|, the smaller when both are given);
-3. otherwise project the units needed from the current spread, G' = ⌈G (h_G / (a · target))² (t_{G'-d} / t_{G-d})²⌉
-   (the Stein step with the t quantile of the larger sample; a = ``aim`` <= 1 sizes the stage slightly below the
-   target so that most runs stop at the first projected stage instead of stopping selectively when the spread
-   happens to come out small), add at least one prompt (and, with ``max_growth``, at most that factor: the
-   control-variate interval narrows as its surrogate learns, so one jump from a small stage would overshoot), and
-   go to 2;
-4. stop anyway when the image budget is spent (the interval is then reported as it is, wider than asked).
+1. pilot: G₀ units (at least ``min_units``, whole prompts). With ``two_stage`` (the default) the pilot is never
+   the final sample, however narrow its interval: a run that stopped on a pilot whose spread happened to come out
+   small would report a too-narrow interval (with skewed unit means a small spread goes with a low mean), which
+   is where the purely sequential rule lost coverage;
+2. from the pilot's interval h₀, the units needed follow (the Stein step, with the t quantile of the larger
+   sample): G₁ = ⌈G₀ (h₀ / (a · target))² (t_{G₁-d} / t_{G₀-d})²⌉, at least one prompt more than the pilot; a =
+   ``aim`` <= 1 sizes the stage slightly below the target. The run goes to G₁ without looking at the data in
+   between, so the size of the final sample depends on the pilot's spread only;
+3. at G₁ the interval is computed exactly as the interval node does (or the control-variate interval); stop when
+   its half-width h <= target (absolute, or ``target_rel`` · |μ̂|, the smaller when both are given);
+4. otherwise (the pilot under-estimated the spread) a top-up stage is projected the same way from the current
+   spread (with ``max_growth``, at most that factor: the control-variate interval narrows as its surrogate
+   learns, so one jump from a small stage would overshoot), and 3 is repeated. Top-ups re-introduce a little of
+   the sequential rule's selectivity; their coverage cost is part of what ``estimate-bench`` measures;
+5. stop anyway when the image budget is spent (the interval is then reported as it is, wider than asked).
 
-Stopping when the current interval is narrow enough slightly favours samples whose spread happens to be small,
-so the coverage of the final interval is not exactly the nominal one; it is *measured* by ``estimate-bench`` for
-every design and target (≥ 200 repetitions), never assumed.
+Coverage of the final interval is therefore not exactly the nominal one; it is *measured* by ``estimate-bench``
+for every design and target (≥ 200 repetitions, on repetitions separate from those that chose ``min_units`` and
+``aim``), never assumed.
 
 :func:`iid_images_for` answers the reverse question: how many independent images a plain run would need for the
 same half-width, given the per-image variance measured from the design's own data (Student-t on n - 1 dof).
@@ -46,6 +51,7 @@ class StoppingRule:
     confidence: float = 0.95
     aim: float = 1.0  # stages are sized for aim x target (< 1: land below the target, fewer selective stops)
     max_growth: float | None = None  # a stage at most multiplies the units by this (None: jump to the projection)
+    two_stage: bool = True  # the pilot is never the final sample (Stein); False: stop on the pilot when narrow enough
 
     def __post_init__(self) -> None:
         if self.target is None and self.target_rel is None:
@@ -96,7 +102,8 @@ def decide(rule: StoppingRule, units: int, unit_size: int, estimate: float | Non
     goal = target_half_width(rule, estimate) if estimate is not None else float("nan")
     if half_width is None or units < pilot:
         return Decision(False, "pilot", pilot, goal)
-    if half_width <= goal:
+    at_pilot = units <= pilot
+    if half_width <= goal and not (rule.two_stage and at_pilot):
         return Decision(True, "target reached", units, goal)
     if cap is not None and units >= cap:
         return Decision(True, "budget spent", units, goal)
