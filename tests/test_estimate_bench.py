@@ -30,3 +30,10 @@ def test_estimate_bench_smoke(tmp_path, monkeypatch):
     text = doc.read_text(encoding="utf-8")
     assert "(stale table)" not in text and "| brightness | ±0.001 |" in text and "Best estimator at ±0.001" in text
     assert (tmp_path / "estimate_pool").is_dir()  # pools cached for the next run
+    assert "Rule settings on the tuning repetitions" in text and "Coverage of the final interval, design alone" in text
+    # --render-only rewrites the block from the saved JSON, rerunning nothing
+    doc.write_text("<!-- BEGIN:estimate-results -->\nold\n<!-- END:estimate-results -->\n", encoding="utf-8")
+    (tmp_path / "estimate_pool").rename(tmp_path / "moved_pools")
+    assert eb.main(["--out", str(tmp_path), "--readme", str(doc), "--render-only"]) == 0
+    assert doc.read_text(encoding="utf-8").count("| brightness | ±0.001 |") == len(eb.POOL_DESIGNS) * 2
+    assert not (tmp_path / "estimate_pool").exists()
