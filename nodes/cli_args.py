@@ -167,7 +167,7 @@ def _estimate_bench() -> argparse.ArgumentParser:
                                 "per noise design and estimator, with the coverage of its final interval (in-process, "
                                 "embedded digits model).")
     ap.add_argument("--pool", type=int, default=131072, help="images per design pool (default 131072)")
-    ap.add_argument("--reps", type=int, default=200, help="reported repetitions per control-variate row (default 200)")
+    ap.add_argument("--reps", type=int, default=600, help="reported repetitions per control-variate row (default 600)")
     ap.add_argument("--design-reps", type=int, default=1000, help="reported repetitions per design-alone row")
     ap.add_argument("--tune-reps", type=int, default=300, help="tuning repetitions per row and rule setting")
     ap.add_argument("--max-images", type=int, default=20000, help="image budget of one estimate")

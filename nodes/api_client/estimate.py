@@ -2,11 +2,12 @@
 
 The workflow holds one noise node, Antithetic Latent Noise (pairs or K-groups), Sobol RQMC Latent Batch
 (replicates) or core RandomNoise (iid), and produces images. Every prompt is the workflow with a fresh
-``noise_seed``, so it adds whole independent design units (pairs, groups, replicates or images). After a pilot the
-rule of ``nodes.methods.sequential_estimation`` projects how many units the target needs, queues them on the
-servers (``BatchRunner``, so several servers, requeue on a dead server and the manifest all work as for a batch),
-recomputes the interval the way the interval node computes it, and repeats until the half-width is at most
-``--target`` (or ``--target-rel`` × |estimate|) or ``--max-images`` are spent.
+``noise_seed``, so it adds whole independent design units (pairs, groups, replicates or images). After a pilot (never
+the final sample) the Stein two-stage rule of ``nodes.methods.sequential_estimation`` projects from the pilot alone
+how many units the target needs, queues them on the servers (``BatchRunner``, so several servers, requeue on a dead
+server and the manifest all work as for a batch), recomputes the interval the way the interval node computes it,
+and adds top-up stages only while the half-width is still above ``--target`` (or ``--target-rel`` × |estimate|)
+and ``--max-images`` are not spent.
 
 Statistics are computed here, from the downloaded images (mean brightness, per-channel mean, fraction above a
 threshold: ``nodes.methods.confidence.image_statistic``; numpy + Pillow, no torch), or read from a node's per-image
@@ -48,8 +49,9 @@ COEF_KEY = "noise_coefficients"
 # Where the cross-fitted noise control variate is on by default: set from `antithetic-sampling estimate-bench`
 # (tuning half of the repetitions; the held-out half is what its table reports). Keys: confidence design names.
 CV_DEFAULT = {"iid": False, "pairs": False, "groups": False, "replicates": False}
-# The stopping rule's defaults, chosen by estimate-bench on its tuning half (cheapest setting with coverage >= 0.93
-# for every design and target there): pilot units and the aim of a projected stage (a fraction of the target).
+# The stopping rule's defaults (Stein two-stage), chosen by estimate-bench on its tuning half (the cheapest setting
+# with coverage >= 0.93 for every design and target there; when none has, the one with the highest lowest coverage):
+# pilot units and the aim of the second stage (a fraction of the target).
 PILOT_UNITS = 8
 AIM = 1.0
 CV_MAX_GROWTH = 1.5  # with the control variate a stage grows the units at most 1.5x (its surrogate keeps learning)
@@ -301,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="antithetic-queue estimate",
         description="Estimate the mean of a per-image statistic to a target confidence-interval half-width, queueing "
-        "as few images as the workflow's noise design allows (pilot, then projected stages).",
+        "as few images as the workflow's noise design allows (a pilot, a second stage sized from it, top-ups only if still too wide).",
         epilog="Example: antithetic-queue estimate workflow_api.json --target 0.002 --server http://gpu1:8188 "
         "--server http://gpu2:8188 --out runs/brightness",
     )
@@ -324,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control-variates", choices=("auto", "on", "off"), default="auto",
                    help="noise control variate: auto = on where estimate-bench measured a gain (default)")
     p.add_argument("--pilot-units", type=int, default=PILOT_UNITS,
-                   help=f"independent units in the pilot (default {PILOT_UNITS}, chosen by estimate-bench)")
+                   help=f"independent units in the pilot, never the final sample (default {PILOT_UNITS}, chosen by "
+                        "estimate-bench)")
     p.add_argument("--aim", type=float, default=AIM,
                    help=f"size projected stages for aim x target (default {AIM:g}, chosen by estimate-bench)")
     p.add_argument("--seed-start", type=int, default=0, help="noise_seed of prompt 0 (prompt i uses seed-start + i)")

@@ -151,9 +151,9 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
               design_reps: int | None = None, tune_reps: int | None = None) -> dict:
     design_reps = design_reps or reps
     tune_reps = tune_reps or reps
-    cv_tune_reps = reps
+    cv_tune_reps = min(reps, 200)  # the control variate's on/off default: 200 tuning repetitions per row
     result = {"pool_images": pool_images, "reps_reported": reps, "reps_reported_design": design_reps,
-              "reps_tuning": tune_reps, "prompt_images": PROMPT_IMAGES,
+              "reps_tuning": tune_reps, "reps_tuning_cv": cv_tune_reps, "prompt_images": PROMPT_IMAGES,
               "confidence": CONFIDENCE, "model": "digits", "steps": 10, "sampler": "dpmpp_2m",
               "max_images": max_images, "targets": [list(t) for t in TARGETS], "rows": [], "pools": {},
               "platform": platform.platform()}
