@@ -12,7 +12,11 @@ this module implements the design documented in the pack's docs/nodes.md:
   nested scramble gives there). Each scrambled point is uniform on the unit cube, so each item is exactly
   N(0, I) after
 
-      z = Phi^{-1}(clip(u, 1e-10, 1 - 1e-10)).
+      z = Phi^{-1}(u) = sqrt(2) erfinv(2u - 1).
+
+* Cost: a value is one 32-bit word, its top m bits the scrambled cell and the rest random bits, u = (word + 1/2)
+  / 2^32. The scramble is linear over GF(2), so any point is formed from its index bits without the others:
+  time and memory grow with the batch, never with 2^m (``ScrambledSobol``).
 
 * Batch = R replicates x n points; item i is point i % n of replicate i // n. Replicates are independent
   scramblings (keyed on (seed, replicate)), so replicate means are iid and give a Student-t confidence
