@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import platform
 import statistics
@@ -199,13 +200,15 @@ def sobol_scaling(points=SCALING_POINTS, batches=SCALING_BATCHES, repeats: int =
     import sys
 
     rows = []
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for n in points:
         for b in batches:
             out = subprocess.run([sys.executable, "-c", _SCALING_CHILD, str(n), str(b), str(repeats)],
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"rows": rows, "repeats": repeats, "threads": 1, "torch": torch.__version__,
-            "machine": platform.machine()}
+            "machine": platform.machine(), "load_average": [load_before, load_after], "cpus": os.cpu_count()}
 
 
 def scaling_markdown(result: dict) -> str:
@@ -217,6 +220,10 @@ def scaling_markdown(result: dict) -> str:
     lines.append("")
     lines.append(f"Sobol RQMC, SD1.5 latents (4x64x64), mode full, one CPU thread, torch {result['torch']}; best of "
                  f"{result['repeats']}; each row in a fresh process (`antithetic-sampling noise-bench --sobol-scaling`).")
+    load = result.get("load_average") or [None, None]
+    if None not in load:
+        lines.append(f"Load average {load[0]:.1f} before and {load[1]:.1f} after the run on {result.get('cpus')} CPUs: "
+                     "above the CPU count the times carry the other jobs' share (the memory column does not).")
     return "\n".join(lines)
 
 
