@@ -237,7 +237,7 @@ def test_only_the_requested_points_are_formed(monkeypatch):
     of 2 SD1.5 latents forms 2 points, never the whole 4096 x 16384 net."""
     formed = []
     real = ScrambledSobol.words
-    monkeypatch.setattr(ScrambledSobol, "words", lambda self, pts: formed.append(len(pts)) or real(self, pts))
+    monkeypatch.setattr(ScrambledSobol, "words", lambda self, pts, **kw: formed.append(len(pts)) or real(self, pts, **kw))
     z = sobol_rqmc_noise((2, 4, 64, 64), seed=1, points_per_replicate=4096, mode="full", batch_index=[4095, 7])
     assert formed == [2] and torch.isfinite(z).all()
     full = sobol_rqmc_noise((8, 4, 8, 8), seed=1, points_per_replicate=4096)

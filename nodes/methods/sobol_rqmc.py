@@ -160,6 +160,8 @@ class ScrambledSobol:
         self.shift = torch.from_numpy(shift.view(np.int32))
         # The shift moved to the top m bits of a 32-bit word (below them go the random lower digits).
         self.top_shift = torch.from_numpy((shift << self._up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
+        # XOR-ing the sign bit as well gives x - 2^31 as a signed int32 (the "centred" word) in the same pass.
+        self.top_shift_centred = self.top_shift ^ INT32_MIN
         self.low_mask = (1 << (32 - m)) - 1 if m else -1
         self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
 
@@ -188,15 +190,16 @@ class ScrambledSobol:
             out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & torch.from_numpy(self.scrambled_direction(j).view(np.int32))
         return out
 
-    def words(self, points: Sequence[int]) -> torch.Tensor:
+    def words(self, points: Sequence[int], centred: bool = False) -> torch.Tensor:
         """Each value as a 32-bit word, int32 [len(points), dim]: the point u = (word as unsigned + 1/2) / 2^32.
 
         Top m bits: the scrambled cell (shift XOR the W_j of the point's set bits); the other 32 - m bits: the
-        lower digits, uniform random bits from the point's stretch of the PCG64 stream."""
+        lower digits, uniform random bits from the point's stretch of the PCG64 stream. ``centred``: the word
+        minus 2^31 instead (its sign bit flipped), as ``normals`` reads it."""
         per_point = (self.dim + 1) // 2
         points = [int(p) for p in points]
         if self.dim % 2 == 0 and points and points == list(range(points[0], points[0] + len(points))):
-            return self._consecutive_words(points[0], len(points))
+            return self._consecutive_words(points[0], len(points), centred)
         out = torch.empty((len(points), self.dim), dtype=torch.int32)
         bits = np.random.PCG64(self.fill_seed)
         at = 0
@@ -206,7 +209,7 @@ class ScrambledSobol:
             at = (point + 1) * per_point
             r = out[row]
             torch.bitwise_and(_random_words(bits, self.dim), self.low_mask, out=r)
-            r ^= self.top_shift
+            r ^= self.top_shift_centred if centred else self.top_shift
             j = 0
             while point:
                 if point & 1:
@@ -215,13 +218,13 @@ class ScrambledSobol:
                 j += 1
         return out
 
-    def _consecutive_words(self, first: int, count: int) -> torch.Tensor:
+    def _consecutive_words(self, first: int, count: int, centred: bool = False) -> torch.Tensor:
         """``words`` of points first .. first+count-1 (the usual case), vectorised: one draw, one mask, and per
         digit j one XOR of W_j into the rows whose point has bit j set (a strided view when they are regular)."""
         bits = np.random.PCG64(self.fill_seed)
         bits.advance(first * (self.dim // 2))
         out = torch.from_numpy(bits.random_raw(count * self.dim // 2).view(np.int32)).view(count, self.dim)
-        out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift)
+        out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift_centred if centred else self.top_shift)
         for j in range(min(self.m, (first + count - 1).bit_length())):  # higher bits are 0 in every index
             period = 2 << j
             if first % period == 0 and count % period == 0:  # rows with bit j set: the second half of each period
@@ -247,7 +250,7 @@ class ScrambledSobol:
         out = torch.empty((len(points), self.dim), dtype=torch.float32) if out is None else out
         step = max(1, CHUNK_VALUES // max(self.dim, 1))
         for a in range(0, len(points), step):
-            centred = self.words(points[a : a + step]).bitwise_xor_(INT32_MIN)  # x - 2^31 as a signed int32
+            centred = self.words(points[a : a + step], centred=True)
             normal_from_centred_words(centred, out=out[a : a + step])
         return out
 
@@ -271,9 +274,14 @@ def normal_from_centred_words(c: torch.Tensor, out: torch.Tensor | None = None) 
     """Phi^{-1}(u) for u = (c + 2^31 + 1/2) / 2^32, int32 c: z = sqrt(2) erfinv((c + 1/2) / 2^31), float32."""
     z = c.to(torch.float32) if out is None else out.copy_(c)
     torch.erfinv(z.mul_(2.0**-31), out=z).mul_(math.sqrt(2.0))  # the 1/2 is below float32 resolution here
-    tail = (z.abs() > TAIL_Z).view(-1).nonzero().squeeze(1)
-    exact = c.view(-1).index_select(0, tail).to(torch.float64).add_(0.5).mul_(2.0**-31)
-    z.view(-1).index_copy_(0, tail, torch.erfinv(exact).mul_(math.sqrt(2.0)).to(torch.float32))
+    # The ~4 % of tail values, found and patched through numpy views of the same memory (numpy's flatnonzero is
+    # several times faster than torch's nonzero on the CPU).
+    if not z.is_contiguous():
+        return z.copy_(normal_from_centred_words(c.contiguous()))
+    flat = z.numpy().reshape(-1)  # a view: z is contiguous
+    tail = np.flatnonzero(np.abs(flat) > TAIL_Z)
+    exact = torch.from_numpy((c.numpy().reshape(-1)[tail].astype(np.float64) + 0.5) * 2.0**-31)
+    flat[tail] = torch.erfinv(exact).mul_(math.sqrt(2.0)).numpy()
     return z
 
 
