@@ -19,6 +19,8 @@ log = logging.getLogger("antithetic_sampling")
 CATEGORY = "antithetic/noise"
 PAPER = "Jia et al., 'Antithetic Noise in Diffusion Models', ICLR 2026 (arXiv 2506.06185)"
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
+NOISE_OUTPUT_TOOLTIP = ("NOISE for SamplerCustomAdvanced, AddNoise or the NAG Guided KSampler's noise input (not "
+                        "SamplerCustom, which has no NOISE input and always draws its own iid noise).")
 
 
 def _seed_input() -> io.Int.Input:
@@ -41,9 +43,11 @@ class AntitheticLatentNoise(io.ComfyNode):
                 "pairwise correlation -1/(K-1). Every image keeps exactly the ordinary N(0, I) starting noise, but the "
                 "members of a group come out strongly negatively correlated: more diverse batches at zero cost, and "
                 "far narrower confidence intervals for batch estimates (use Confidence Interval (noise design) with "
-                f"the same group size and layout). {PAPER}. Plug into SamplerCustomAdvanced / SamplerCustom / AddNoise "
-                "like RandomNoise; with ancestral or SDE samplers use Antithetic Sampler so the step noise is mirrored "
-                "too. A batch that is not a multiple of the group size ends with an incomplete group (logged)."
+                f"the same group size and layout). {PAPER}. Plug into SamplerCustomAdvanced's noise input, AddNoise or the "
+                "NAG Guided KSampler's noise input, like RandomNoise (SamplerCustom has no NOISE input: it always "
+                "draws its own iid noise). With ancestral or SDE samplers in SamplerCustomAdvanced use Antithetic "
+                "Sampler so the step noise is mirrored too (the guided KSampler does that itself). A batch that is not "
+                "a multiple of the group size ends with an incomplete group (logged)."
             ),
             inputs=[
                 _seed_input(),
@@ -72,7 +76,7 @@ class AntitheticLatentNoise(io.ComfyNode):
                             "binarised at 0.5, which keeps every item exactly N(0, I). Batched masks apply per group.",
                 ),
             ],
-            outputs=[io.Noise.Output("noise", display_name="noise", tooltip="NOISE for SamplerCustomAdvanced / SamplerCustom / AddNoise.")],
+            outputs=[io.Noise.Output("noise", display_name="noise", tooltip=NOISE_OUTPUT_TOOLTIP)],
         )
 
     @classmethod
@@ -125,12 +129,23 @@ class SobolRQMCLatentBatch(io.ComfyNode):
                             "each replicate (points_per_replicate must be even).",
                 ),
             ],
-            outputs=[io.Noise.Output("noise", display_name="noise", tooltip="NOISE for SamplerCustomAdvanced / SamplerCustom / AddNoise.")],
+            outputs=[io.Noise.Output("noise", display_name="noise", tooltip=NOISE_OUTPUT_TOOLTIP)],
         )
 
     @classmethod
-    def validate_inputs(cls, points_per_replicate: int = 8, antithetic: bool = False, **_) -> bool | str:
-        if antithetic and points_per_replicate % 2:
+    def validate_inputs(cls, points_per_replicate: int | None = None, antithetic: bool | None = None) -> bool | str:
+        # Core skips its own min/max/type checks for the inputs named here (and for every input when a **kwargs
+        # parameter is present), so only these two are named and their widget bounds are re-checked here. A linked
+        # input is not known at validation time (None): execute() checks it then.
+        if points_per_replicate is not None:
+            if isinstance(points_per_replicate, bool) or not isinstance(points_per_replicate, int):
+                return f"points_per_replicate must be an integer, got {points_per_replicate!r}"
+            if not 1 <= points_per_replicate <= MAX_POINTS_PER_REPLICATE:
+                return (f"points_per_replicate must be between 1 and {MAX_POINTS_PER_REPLICATE}, got "
+                        f"{points_per_replicate}")
+        if antithetic is not None and not isinstance(antithetic, bool):
+            return f"antithetic must be a boolean, got {antithetic!r}"
+        if antithetic and points_per_replicate is not None and points_per_replicate % 2:
             return "points_per_replicate must be even when antithetic is on (points + reflections)"
         return True
 

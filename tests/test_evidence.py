@@ -228,6 +228,8 @@ def test_demo_runs_end_to_end_on_the_quick_setting(tmp_path):
     for name in ("report.md", "numbers.json", "pairs.png", "ci.png", "grid_iid.png", "grid_antithetic.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     numbers = json.loads((out / "numbers.json").read_text())
+    assert numbers["weights"]["shipped"] and numbers["weights"]["sha256"] == json.loads(
+        (digits.WEIGHTS_DIR / digits.CONFIG_NAME).read_text())["weights_sha256"]  # the demo says which weights it used
     text = json.dumps(numbers)
     assert "antithetic" in text and "brightness" in text
     assert "|" in (out / "report.md").read_text()  # the summary table

@@ -212,6 +212,9 @@ def test_any_subset_of_points_matches_the_whole_replicate():
     pick = [63, 0, 17, 17, 40]
     assert torch.equal(ScrambledSobol(200, 6, seed=9, replicate=3).normals(pick), whole[pick])
     assert torch.equal(sob.cells(pick), sob.cells(range(64))[pick])
+    # a consecutive run not aligned to the digit periods takes the vectorised path with per-row masks
+    assert torch.equal(sob.normals(range(5, 21)), whole[5:21])
+    assert torch.equal(sob.words(range(5, 21)), torch.stack([sob.words([k])[0] for k in range(5, 21)]))
 
 
 def test_lower_digits_from_random_bits_are_uniform_within_each_cell():
@@ -233,8 +236,8 @@ def test_only_the_requested_points_are_formed(monkeypatch):
     """Work (and memory) grows with the batch, not with points_per_replicate: at the widget maximum 4096 a batch
     of 2 SD1.5 latents forms 2 points, never the whole 4096 x 16384 net."""
     formed = []
-    real = ScrambledSobol._half_ints
-    monkeypatch.setattr(ScrambledSobol, "_half_ints", lambda self, pts: formed.append(len(pts)) or real(self, pts))
+    real = ScrambledSobol.words
+    monkeypatch.setattr(ScrambledSobol, "words", lambda self, pts: formed.append(len(pts)) or real(self, pts))
     z = sobol_rqmc_noise((2, 4, 64, 64), seed=1, points_per_replicate=4096, mode="full", batch_index=[4095, 7])
     assert formed == [2] and torch.isfinite(z).all()
     full = sobol_rqmc_noise((8, 4, 8, 8), seed=1, points_per_replicate=4096)

@@ -5,7 +5,10 @@ Examples (the pack's example workflows; NODE is a node id, title or class)::
     antithetic-queue workflows/api/antithetic_vs_independent.json --sweep "Antithetic Latent Noise.noise_seed=0..99" --out runs/seeds
     antithetic-queue workflows/k_antithetic_gallery.json --set BasicScheduler.steps=4 --sweep 8.group_size=2,4 --repeat 2 --repeat-seed-stride 1000
     antithetic-queue workflows/api/sobol_rqmc_estimate.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep "Sobol RQMC Latent Batch.noise_seed=0..999"
-    antithetic-queue workflows/k_antithetic_gallery.json --sweep AntitheticLatentNoise.layout=interleaved,blocked --dry-run
+    antithetic-queue workflows/k_antithetic_gallery.json --sweep AntitheticLatentNoise.layout=interleaved,halves --dry-run
+
+To estimate a statistic to a target half-width instead (queues prompts until the interval is narrow enough):
+`antithetic-queue estimate WORKFLOW --target 0.002 --out runs/brightness`; see `antithetic-queue estimate --help`.
 
 Input names are checked against the node (its inputs in the workflow, or its definition from /object_info);
 an unknown name is refused with the node's real inputs. --dry-run lists the jobs without a server: a UI-format
@@ -186,6 +189,10 @@ def _raise_interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["estimate"]:  # `antithetic-queue estimate WORKFLOW --target ...` (see estimate.py)
+        from .estimate import main as estimate_main
+
+        return estimate_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     servers = [normalize_url(s) for s in (args.server or [DEFAULT_SERVER])]

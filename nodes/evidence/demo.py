@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -205,7 +206,7 @@ def _mean(a) -> float:
 
 # --------------------------------------------------------------------------- main
 def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = None, steps: int | None = None,
-        sampler: str = "dpmpp_2m", model_name: str = "digits") -> dict:
+        sampler: str = "dpmpp_2m", model_name: str = "digits", weights: pathlib.Path | None = None) -> dict:
     from ..methods.diversity import pair_diversity
 
     torch.set_num_threads(1)
@@ -214,7 +215,10 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
     steps = steps or (6 if quick else 12)
     n_ref = 128 if quick else 1024
     out.mkdir(parents=True, exist_ok=True)
-    model = common.load_model(model_name)
+    model = common.load_model(model_name, weights)
+    weights_info = describe_weights(model)
+    if weights_info:
+        print(weights_info["line"], flush=True)
     designs = make_designs(model.shape, points=8, spectral=(), include=DEMO_DESIGNS)
     sigmas = harness.get_sigmas(model, steps, "karras")
     try:
@@ -298,6 +302,7 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
     tick("noise shift")
     if bar:
         bar.close()
+    numbers["weights"] = weights_info
     numbers["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "numbers.json").write_text(json.dumps(numbers, indent=2), encoding="utf-8")
     table = summary_table(numbers)
@@ -349,11 +354,35 @@ def report(numbers: dict, table: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def describe_weights(model) -> dict | None:
+    """Which weights a learned model was loaded from (path, sha256 checked against its config, shipped or not)."""
+    cfg = getattr(model, "config", None) or {}
+    if "weights_path" not in cfg:
+        return None
+    from .digits import WEIGHTS_DIR
+
+    path = pathlib.Path(cfg["weights_path"])
+    shipped = path.parent.resolve() == WEIGHTS_DIR.resolve()
+    val = (cfg.get("validation") or {}).get("loss")
+    line = (f"weights: {path} ({'shipped' if shipped else 'NOT the shipped weights'}; sha256 "
+            f"{cfg['weights_sha256'][:16]}… matches its config; {cfg.get('training', {}).get('steps', '?')} training "
+            f"steps; validation loss {val:.5f})" if val is not None else f"weights: {path}")
+    return {"path": str(path), "sha256": cfg["weights_sha256"], "shipped": shipped, "validation_loss": val,
+            "line": line}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = cli_args.parser("demo")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    run(args.out, quick=args.quick, seed=args.seed, n=args.n, steps=args.steps, sampler=args.sampler)
+    from .digits import WeightsIntegrityError
+
+    try:
+        run(args.out, quick=args.quick, seed=args.seed, n=args.n, steps=args.steps, sampler=args.sampler,
+            weights=args.weights)
+    except WeightsIntegrityError as exc:
+        print(f"demo: refusing to run: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

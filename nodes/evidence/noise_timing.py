@@ -109,13 +109,13 @@ def markdown(result: dict) -> str:
     full = [s for s in sobol_missed if math.prod(by[(s, "Sobol RQMC (auto, n=8)")]["dims"][1:]) <= MAX_SOBOL_DIM]
     if full:
         lines.append(
-            "  Where `auto` runs Sobol' in full dimension (SD1.5: one scrambled point per latent value), each value "
-            "needs its own uniform draw for the lower digits plus the scramble digits and an inverse-normal "
-            "transform; torch's CPU generator draws uniforms no faster than normals, so the random numbers alone "
-            "cost about 1.5× randn. In absolute terms it is a few milliseconds per batch on one CPU thread, once per "
-            "generation. `spectral` mode (Sobol' points only for the lowest DCT frequencies, iid elsewhere; what "
-            "`auto` uses above 21201 values per item) avoids most of it; compare both on your statistic in the "
-            "bench table above before switching."
+            "  Where `auto` runs Sobol' in full dimension (SD1.5: one scrambled point per latent value), every value "
+            "is a scrambled 32-bit word (cell digits XOR-ed in, lower digits straight from PCG64 random bits) "
+            "mapped through an inverse-normal transform (float32 erfinv, float64 in the ~4 % of tails): several "
+            "passes over the batch where core randn makes one. In absolute terms it is a few milliseconds per "
+            "batch on one CPU thread, once per generation. `spectral` mode (Sobol' points only for the lowest DCT "
+            "frequencies, iid elsewhere; what `auto` uses above 21201 values per item) avoids most of it; compare "
+            "both on your statistic in the bench table above before switching."
         )
     return "\n".join(lines)
 
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.sobol_scaling:
         result = sobol_scaling(repeats=args.repeats)
-        publish(args.out, "sobol_scaling", result, scaling_markdown(result), None, "sobol-scaling")
+        publish(args.out, "sobol_scaling", result, scaling_markdown(result), args.readme, "sobol-scaling")
         return 0
     shapes = {k: v for k, v in SHAPES.items() if k.startswith("SD1.5")} if args.quick else SHAPES
     repeats = 3 if args.quick else args.repeats
