@@ -154,7 +154,7 @@ def prepare(args: argparse.Namespace, servers: list[str]):
             nid = resolve_node(prompt, t.node)
             if t.input not in prompt[nid].get("inputs", {}):
                 classes.add(prompt[nid]["class_type"])
-        if classes and object_info is None and not args.dry_run:
+        if classes and object_info is None and (args.server or not args.dry_run):  # a dry run asks only a given server
             srv = _first_live(servers)
             object_info = {}
             for cls in sorted(classes):

@@ -12,7 +12,11 @@ this module implements the design documented in the pack's docs/nodes.md:
   nested scramble gives there). Each scrambled point is uniform on the unit cube, so each item is exactly
   N(0, I) after
 
-      z = Phi^{-1}(clip(u, 1e-10, 1 - 1e-10)).
+      z = Phi^{-1}(u) = sqrt(2) erfinv(2u - 1).
+
+* Cost: a value is one 32-bit word, its top m bits the scrambled cell and the rest random bits, u = (word + 1/2)
+  / 2^32. The scramble is linear over GF(2), so any point is formed from its index bits without the others:
+  time and memory grow with the batch, never with 2^m (``ScrambledSobol``).
 
 * Batch = R replicates x n points; item i is point i % n of replicate i // n. Replicates are independent
   scramblings (keyed on (seed, replicate)), so replicate means are iid and give a Student-t confidence
@@ -145,28 +149,43 @@ class ScrambledSobol:
         bits = np.random.PCG64(keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate))
         raw = bits.random_raw(((m + 1) * dim + 1) // 2).view(np.uint32)[: (m + 1) * dim].reshape(m + 1, dim)
         shift = raw[m] & np.uint32((1 << m) - 1)
-        w = np.zeros((m, dim), dtype=np.uint32)
-        if m:
-            v = direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)
-            for level in range(m):  # W_j = L V_j: add column `level` of L where digit `level` of V_j is set
-                pos = np.uint32(m - 1 - level)
-                # column `level` (level 0 = most significant digit): the diagonal bit plus random bits below it
-                col = (raw[level] & np.uint32((1 << (m - 1 - level)) - 1)) | (np.uint32(1) << pos)
-                w ^= np.where((v >> pos) & np.uint32(1), col, np.uint32(0)).astype(np.uint32)
-        self.shift, self.w = torch.from_numpy(shift.view(np.int32)), torch.from_numpy(w.view(np.int32))
-        # The same, moved to the top m bits of a 32-bit word (below them go the random lower digits).
-        up = np.uint32(32 - m) if m else np.uint32(0)
-        self.top_shift = torch.from_numpy((shift << up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
-        self.top_w = torch.from_numpy((w << up).view(np.int32))
+        # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it.
+        pos = np.arange(m - 1, -1, -1, dtype=np.uint32)[:, None]
+        self._cols = (raw[:m] & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)  # [m, dim]
+        self._pos = pos
+        self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
+        self._up = np.uint32(32 - m) if m else np.uint32(0)
+        self._w: dict[int, np.ndarray] = {}
+        self._top_w: dict[int, torch.Tensor] = {}
+        self.shift = torch.from_numpy(shift.view(np.int32))
+        # The shift moved to the top m bits of a 32-bit word (below them go the random lower digits).
+        self.top_shift = torch.from_numpy((shift << self._up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
         self.low_mask = (1 << (32 - m)) - 1 if m else -1
         self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
+
+    def scrambled_direction(self, j: int) -> np.ndarray:
+        """W_j = L V_j (uint32 [dim]), formed on first use: a batch of B consecutive points needs only the
+        j < log2(B) + 1 of them, so the setup does not grow with 2^m."""
+        w = self._w.get(j)
+        if w is None:
+            digits = (self._v[j][None, :] >> self._pos) & np.uint32(1)  # [m, dim], most significant digit first
+            w = np.bitwise_xor.reduce(np.where(digits.astype(bool), self._cols, np.uint32(0)), axis=0)
+            self._w[j] = w = w.astype(np.uint32)
+        return w
+
+    def top_direction(self, j: int) -> torch.Tensor:
+        """W_j moved to the top m bits of the word, int32 [dim] (cached)."""
+        t = self._top_w.get(j)
+        if t is None:
+            self._top_w[j] = t = torch.from_numpy((self.scrambled_direction(j) << self._up).view(np.int32))
+        return t
 
     def cells(self, points: Sequence[int]) -> torch.Tensor:
         """Scrambled cell index (top m digits) of each point, int32 [len(points), dim]."""
         idx = torch.as_tensor(list(points), dtype=torch.int64)
         out = self.shift.expand(len(idx), self.dim).clone()
         for j in range(self.m):
-            out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & self.w[j]
+            out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & torch.from_numpy(self.scrambled_direction(j).view(np.int32))
         return out
 
     def words(self, points: Sequence[int]) -> torch.Tensor:
@@ -191,7 +210,7 @@ class ScrambledSobol:
             j = 0
             while point:
                 if point & 1:
-                    r ^= self.top_w[j]
+                    r ^= self.top_direction(j)
                 point >>= 1
                 j += 1
         return out
@@ -203,13 +222,13 @@ class ScrambledSobol:
         bits.advance(first * (self.dim // 2))
         out = torch.from_numpy(bits.random_raw(count * self.dim // 2).view(np.int32)).view(count, self.dim)
         out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift)
-        for j in range(self.m):
+        for j in range(min(self.m, (first + count - 1).bit_length())):  # higher bits are 0 in every index
             period = 2 << j
             if first % period == 0 and count % period == 0:  # rows with bit j set: the second half of each period
-                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(self.top_w[j])
+                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(self.top_direction(j))
             else:
                 sel = -((torch.arange(first, first + count, dtype=torch.int32) >> j) & 1)
-                out.bitwise_xor_(sel[:, None] & self.top_w[j])
+                out.bitwise_xor_(sel[:, None] & self.top_direction(j))
         return out
 
     def uniforms(self, points: Sequence[int]) -> torch.Tensor:
