@@ -47,6 +47,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..cli_args import plain
 from ..local_comfy import host as ch
 from ..local_comfy import tiny_workflow as wt
 from .cli import main as queue_main
@@ -560,9 +561,9 @@ def _public(d: dict | None) -> dict | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling soak", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="antithetic-sampling soak", description=plain(__doc__.split("\n\n")[0]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+                                 epilog=plain(__doc__.split("\n\n", 1)[1]))
     ap.add_argument("--prompts", type=int, default=None, help=f"prompts per phase (default 100; --quick {QUICK_PROMPTS})")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_PROMPTS} prompts per phase (the e2e test)")
     ap.add_argument("--batch", type=int, default=4, help="images per prompt and noise branch (default 4)")

@@ -45,7 +45,6 @@ Writes ``guidance_h2h.json`` and ``guidance_h2h.md`` to ``--out``; ``--readme FI
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -58,6 +57,7 @@ import time
 import numpy as np
 import torch
 
+from .. import cli_args
 from ..methods import noise_awareness as na
 from . import digits as dg
 from . import harness
@@ -583,22 +583,7 @@ def _json_default(o):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling guidance-h2h", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"), help="output folder")
-    ap.add_argument("--quick", action="store_true", help="CI setting: 2 settings, 4 seeds, 24 images")
-    ap.add_argument("--readme", type=pathlib.Path, action="append", default=[],
-                    help="rewrite the guidance-h2h block of this markdown file (repeatable)")
-    ap.add_argument("--summary", type=pathlib.Path, action="append", default=[],
-                    help="rewrite the guidance-h2h-summary block (the two result sentences) of this file (repeatable)")
-    ap.add_argument("--n", type=int, default=None, help="images per seed (default 256; --quick 24)")
-    ap.add_argument("--seeds", type=int, default=None, help="seeds, split in halves (default 16; --quick 4)")
-    ap.add_argument("--seed", type=int, default=0, help="base seed of the initial and step noise")
-    ap.add_argument("--weights", type=pathlib.Path, default=None,
-                    help="folder with the level-dropout denoiser and the regressor (default: the shipped ones)")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ap.add_argument("--from-json", type=pathlib.Path, default=None,
-                    help="re-derive the selection and the table from a guidance_h2h.json of an earlier run (no sampling; "
-                         "the shipped defaults are read from the code now)")
+    ap = cli_args.parser("guidance-h2h")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.from_json:

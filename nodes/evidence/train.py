@@ -11,7 +11,6 @@ scikit-learn is needed here (and in the digit-likeness test) only; loading and s
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -24,6 +23,7 @@ import time
 import torch
 from torch.nn import functional as F
 
+from .. import cli_args
 from .digits import (
     DEFAULT_ARCH,
     DEFAULT_REGRESSOR_ARCH,
@@ -369,25 +369,7 @@ def install(src_dir: pathlib.Path, stems: tuple[str, ...], dest_dir: pathlib.Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="antithetic-sampling train", description=__doc__.split("\n\n")[0],
-        epilog="Writes to a new folder under ./trained_weights unless --out is given; the shipped weights are "
-               "replaced only with --install.")
-    ap.add_argument("--model", choices=sorted(MODELS), default="denoiser",
-                    help="denoiser: the embedded digits denoiser (from scratch); nag: its noise-condition-dropout "
-                         "variant (fine-tuned from the shipped denoiser) and the noise-level regressor g(sigma|x)")
-    ap.add_argument("--out", default=None,
-                    help="output folder (default: a new folder trained_weights/<model>-<UTC time>)")
-    ap.add_argument("--install", action="store_true",
-                    help="after training, replace the shipped weights (and their recorded hash and validation loss)")
-    ap.add_argument("--steps", type=int, default=None,
-                    help=f"optimizer steps (default: denoiser 20000 as shipped; nag {NAG_STEPS} for the dropout "
-                         f"fine-tune and {REGRESSOR_STEPS} for the regressor)")
-    ap.add_argument("--batch", type=int, default=256, help="training batch size (default 256)")
-    ap.add_argument("--lr", type=float, default=None, help="peak Adam learning rate (default 2e-3; nag fine-tune 1e-3)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the training draws (default 0)")
-    ap.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT,
-                    help=f"nag: share of items trained with the 'no level' token (default {DEFAULT_DROPOUT})")
+    ap = cli_args.parser("train")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = pathlib.Path(args.out) if args.out else default_out_dir(args.model)

@@ -79,6 +79,8 @@ REQUIRED_MODULES: dict[str, str] = {
     "alembic": "alembic",
     "sqlalchemy": "SQLAlchemy",
     "comfyui_frontend_package": "comfyui-frontend-package",
+    # this pack's own requirements.txt beyond ComfyUI's (the node plots)
+    "matplotlib": "matplotlib",
 }
 
 # Log lines that mean a custom node (ours) failed to load.
