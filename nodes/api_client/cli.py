@@ -198,6 +198,8 @@ def _main(args: argparse.Namespace, servers: list[str]) -> int:
         return _run(args, servers)
     from .ray_cluster import RayCluster
 
+    sigterm_is_ours = signal.getsignal(signal.SIGTERM) is _raise_interrupt
+
     cluster = RayCluster(args.ray, cpu_workers=args.ray_cpu_workers, comfyui=args.comfyui,
                          python=args.comfyui_python, comfyui_args=args.comfyui_args,
                          test_checkpoint=args.ray_test_checkpoint, max_restarts=args.ray_max_restarts,
@@ -207,6 +209,9 @@ def _main(args: argparse.Namespace, servers: list[str]) -> int:
     try:
         try:
             ray_servers = cluster.start()
+            # ray.init installs its own SIGTERM handler: `kill` cancels like Ctrl-C again
+            if signal.getsignal(signal.SIGTERM) is not _raise_interrupt and sigterm_is_ours:
+                signal.signal(signal.SIGTERM, _raise_interrupt)
         except ServerUnreachable as exc:
             _err(str(exc))
             return EXIT_UNREACHABLE

@@ -61,6 +61,18 @@ def _ray():
 # --------------------------------------------------------------------------------------------- the actor
 
 
+def _remove_orphans() -> None:
+    """Folders of actors that died without ``stop`` (driver killed, no restart left): their owner is gone."""
+    for home in Path(tempfile.gettempdir()).glob("antithetic-ray-*"):
+        try:
+            pid = int((home / "owner.pid").read_text(encoding="ascii"))
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(home, ignore_errors=True)
+        except (OSError, ValueError):
+            continue  # no pid file yet (being created), or another user's process
+
+
 class ComfyActor:
     """One ComfyUI server, inside a Ray actor (wrapped with ``ray.remote`` by :class:`RayCluster`).
 
@@ -78,8 +90,11 @@ class ComfyActor:
         self.started = time.time()
         # one folder per actor, one subfolder per incarnation (Ray restarts run __init__ again)
         self.home = Path(tempfile.gettempdir()) / f"antithetic-ray-{label}-{client_id[:8]}"
-        self.home.mkdir(parents=True, exist_ok=True)
-        incarnations = sorted(p for p in self.home.iterdir() if p.is_dir())
+        if not spec.get("attach_url"):
+            _remove_orphans()
+            self.home.mkdir(parents=True, exist_ok=True)
+            (self.home / "owner.pid").write_text(str(os.getpid()), encoding="ascii")
+        incarnations = sorted(p for p in self.home.iterdir() if p.is_dir()) if self.home.is_dir() else []
         for old in incarnations:  # a dead incarnation's images are not needed: keep only its log
             for sub in ("output", "temp", "input", "models", "custom_nodes", "user"):
                 shutil.rmtree(old / sub, ignore_errors=True)
@@ -204,7 +219,7 @@ class ComfyActor:
         if self.server is not None:
             self.server.stop()
         logs = []
-        for inc in sorted(p for p in self.home.iterdir() if p.is_dir()):
+        for inc in sorted(p for p in self.home.iterdir() if p.is_dir()) if self.home.is_dir() else []:
             with contextlib.suppress(OSError):
                 logs.append(f"===== {self.label} {inc.name} =====\n"
                             + (inc / "comfyui.log").read_text(encoding="utf-8", errors="replace"))
@@ -343,9 +358,13 @@ class RayCluster:
         if not ray.is_initialized():
             kw: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
             if self.address in (None, "", "local"):
-                ctx = ray.init(**kw)
+                ctx = ray.init(address="local", **kw)  # a new cluster even when one runs on this machine
             else:
-                ctx = ray.init(address=self.address, **kw)
+                try:
+                    ctx = ray.init(address=self.address, **kw)
+                except ConnectionError as exc:
+                    hint = " (is `ray start` running on this machine?)" if self.address == "auto" else ""
+                    raise ServerUnreachable(f"cannot join the Ray cluster at {self.address}{hint}: {exc}") from None
             self._owns_ray = True
             self.dashboard_url = getattr(ctx, "dashboard_url", None) or None
         if self.dashboard_url:
