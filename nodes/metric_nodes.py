@@ -147,39 +147,39 @@ class PairDiversityMetric(io.ComfyNode):
                 "change. No weights are downloaded: CLIP metrics use the model from core 'Load CLIP Vision'."
             ),
             inputs=[
-                io.Image.Input("images", tooltip="The batch to measure (e.g. after VAE Decode of an antithetic batch)."),
+                io.Image.Input("images", display_name="images", tooltip="The batch to measure (e.g. after VAE Decode of an antithetic batch)."),
                 io.Combo.Input(
-                    "pairing", options=list(dv.PAIRINGS), default="interleaved",
+                    "pairing", display_name="pairing", options=list(dv.PAIRINGS), default="interleaved",
                     tooltip="interleaved: pairs (0,1), (2,3), ... as made by Antithetic Latent Noise (interleaved). "
                             "halves: (i, i+N/2). groups of K: every pair inside each group of K consecutive images. "
                             "all pairs: every i<j (N(N-1)/2 pairs; slower, shows progress).",
                 ),
                 io.Int.Input(
-                    "group_size", default=2, min=2, max=256,
+                    "group_size", display_name="group_size", default=2, min=2, max=256,
                     tooltip="K for 'groups of K' (images per group, consecutive). Ignored by the other pairings.",
                 ),
                 io.Image.Input(
-                    "reference", optional=True,
+                    "reference", display_name="reference", optional=True,
                     tooltip="Optional baseline batch of the same image size, e.g. the same prompt with independent "
                             "noise. Measured with the same pairing; its mean image becomes the centre of the centered "
                             "correlation for both batches, and the report shows the relative change of every metric.",
                 ),
                 io.ClipVision.Input(
-                    "clip_vision", optional=True,
+                    "clip_vision", display_name="clip_vision", optional=True,
                     tooltip="Optional CLIP_VISION from core 'Load CLIP Vision': adds the per-pair cosine distance of "
                             "image embeddings and computes the Vendi score on them instead of on downsampled pixels.",
                 ),
             ],
             outputs=[
-                io.Float.Output("correlation", tooltip="Mean Pearson correlation over pairs (lower = more diverse)."),
-                io.Float.Output("centered_correlation",
+                io.Float.Output("correlation", display_name="correlation", tooltip="Mean Pearson correlation over pairs (lower = more diverse)."),
+                io.Float.Output("centered_correlation", display_name="centered_correlation",
                                 tooltip="Mean centered correlation over pairs (pixels minus the batch or reference mean image)."),
-                io.Float.Output("one_minus_ssim", tooltip="Mean 1 - SSIM over pairs (higher = more diverse)."),
-                io.Float.Output("rmse", tooltip="Mean RMSE over pairs, pixel units 0..1."),
-                io.Float.Output("clip_distance", tooltip="Mean CLIP cosine distance over pairs; -1 when no clip_vision."),
-                io.Float.Output("vendi", tooltip="Vendi score of the whole batch (effective number of distinct images)."),
-                io.String.Output("report", tooltip="Markdown table: headline metrics (and reference change) plus every pair."),
-                io.Image.Output("plot", tooltip="Correlation heatmap (pairs outlined) and per-pair bars; reference beside it."),
+                io.Float.Output("one_minus_ssim", display_name="one_minus_ssim", tooltip="Mean 1 - SSIM over pairs (higher = more diverse)."),
+                io.Float.Output("rmse", display_name="rmse", tooltip="Mean RMSE over pairs, pixel units 0..1."),
+                io.Float.Output("clip_distance", display_name="clip_distance", tooltip="Mean CLIP cosine distance over pairs; -1 when no clip_vision."),
+                io.Float.Output("vendi", display_name="vendi", tooltip="Vendi score of the whole batch (effective number of distinct images)."),
+                io.String.Output("report", display_name="report", tooltip="Markdown table: headline metrics (and reference change) plus every pair."),
+                io.Image.Output("plot", display_name="plot", tooltip="Correlation heatmap (pairs outlined) and per-pair bars; reference beside it."),
             ],
         )
 
@@ -305,47 +305,47 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
                 "be in the order the noise was made (do not shuffle or drop images)."
             ),
             inputs=[
-                io.Image.Input("images", tooltip="The decoded batch, in the order the noise design produced it."),
+                io.Image.Input("images", display_name="images", tooltip="The decoded batch, in the order the noise design produced it."),
                 io.Combo.Input(
-                    "design", options=_DESIGN_OPTIONS, default="antithetic pairs",
+                    "design", display_name="design", options=_DESIGN_OPTIONS, default="antithetic pairs",
                     tooltip="How the batch's noise was made. iid: independent (RandomNoise). antithetic pairs: "
                             "(z, -z). groups of K: K-antithetic groups. RQMC replicates: Sobol RQMC with n points per "
                             "replicate (replicate r = images r*n .. r*n+n-1).",
                 ),
                 io.Int.Input(
-                    "group_size", default=2, min=2, max=4096,
+                    "group_size", display_name="group_size", default=2, min=2, max=4096,
                     tooltip="K (images per group) for 'groups of K', or n (points per replicate) for 'RQMC replicates'. "
                             "Must divide the batch size. Ignored for iid and antithetic pairs.",
                 ),
                 io.Combo.Input(
-                    "layout", options=list(ci.LAYOUTS), default="interleaved",
+                    "layout", display_name="layout", options=list(ci.LAYOUTS), default="interleaved",
                     tooltip="Same layout as the noise node. interleaved: group g = images gK..gK+K-1. halves: group g = "
                             "images g, g+N/K, ... RQMC replicates are always contiguous.",
                 ),
                 io.Combo.Input(
-                    "statistic", options=list(ci.STATISTICS), default="mean brightness",
+                    "statistic", display_name="statistic", options=list(ci.STATISTICS), default="mean brightness",
                     tooltip="Per-image number to estimate. mean brightness: mean BT.601 luma (paper Table 2). "
                             "per-channel mean: mean of one channel. fraction above threshold: share of pixels whose luma "
                             "exceeds threshold. per-pixel mean map: an interval for every pixel (outputs are averages).",
                 ),
-                io.Int.Input("channel", default=0, min=0, max=3,
+                io.Int.Input("channel", display_name="channel", default=0, min=0, max=3,
                              tooltip="Channel for 'per-channel mean' (0 = R, 1 = G, 2 = B)."),
-                io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("threshold", display_name="threshold", default=0.5, min=0.0, max=1.0, step=0.01,
                                tooltip="Luma threshold for 'fraction above threshold' (pixel values 0..1)."),
-                io.Float.Input("confidence", default=0.95, min=0.5, max=0.999, step=0.005,
+                io.Float.Input("confidence", display_name="confidence", default=0.95, min=0.5, max=0.999, step=0.005,
                                tooltip="Confidence level of the interval (0.95 = 95%)."),
             ],
             outputs=[
-                io.Float.Output("estimate", tooltip="Design estimate of the statistic's expectation (mean of unit means)."),
-                io.Float.Output("ci_low", tooltip="Lower end of the interval (per-pixel map: mean over pixels)."),
-                io.Float.Output("ci_high", tooltip="Upper end of the interval (per-pixel map: mean over pixels)."),
-                io.Float.Output("half_width", tooltip="t quantile x standard error (per-pixel map: mean over pixels)."),
-                io.String.Output("report", tooltip="Markdown report: interval, units, dof, within-unit correlation, "
+                io.Float.Output("estimate", display_name="estimate", tooltip="Design estimate of the statistic's expectation (mean of unit means)."),
+                io.Float.Output("ci_low", display_name="ci_low", tooltip="Lower end of the interval (per-pixel map: mean over pixels)."),
+                io.Float.Output("ci_high", display_name="ci_high", tooltip="Upper end of the interval (per-pixel map: mean over pixels)."),
+                io.Float.Output("half_width", display_name="half_width", tooltip="t quantile x standard error (per-pixel map: mean over pixels)."),
+                io.String.Output("report", display_name="report", tooltip="Markdown report: interval, units, dof, within-unit correlation, "
                                                    "efficiency versus iid."),
-                io.Image.Output("mean_image", tooltip="Per-pixel mean of the batch (the estimate of the mean image)."),
-                io.Image.Output("ci_width_map", tooltip="Per-pixel half-width of the design interval (channel mean), "
+                io.Image.Output("mean_image", display_name="mean_image", tooltip="Per-pixel mean of the batch (the estimate of the mean image)."),
+                io.Image.Output("ci_width_map", display_name="ci_width_map", tooltip="Per-pixel half-width of the design interval (channel mean), "
                                                         "scaled so white = the largest half-width (value in the report)."),
-                io.Image.Output("plot", tooltip="Per-image values (grey), unit means (blue), the estimate and its "
+                io.Image.Output("plot", display_name="plot", tooltip="Per-image values (grey), unit means (blue), the estimate and its "
                                                 "interval (band); dashed red = iid interval at the same N."),
             ],
         )

@@ -1,16 +1,21 @@
 """``antithetic-queue``: queue a workflow many times on ComfyUI servers and collect what it makes.
 
-Examples::
+Examples (the pack's example workflows; NODE is a node id, title or class)::
 
-    antithetic-queue workflow_api.json --sweep "Antithetic Latent Noise.noise_seed=0..99" --out runs/seeds
-    antithetic-queue workflow.json --set 5.steps=4 --sweep 3.seed=1,2,3 --sweep 7.k=2,4 --repeat 2
-    antithetic-queue workflow_api.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep 3.seed=0..999
-    antithetic-queue workflow_api.json --ray auto --comfyui /opt/ComfyUI --sweep 3.seed=0..9999
+    antithetic-queue workflows/api/antithetic_vs_independent.json --sweep "Antithetic Latent Noise.noise_seed=0..99" --out runs/seeds
+    antithetic-queue workflows/k_antithetic_gallery.json --set BasicScheduler.steps=4 --sweep 8.group_size=2,4 --repeat 2 --repeat-seed-stride 1000
+    antithetic-queue workflows/api/sobol_rqmc_estimate.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep "Sobol RQMC Latent Batch.noise_seed=0..999"
+    antithetic-queue workflows/k_antithetic_gallery.json --sweep AntitheticLatentNoise.layout=interleaved,blocked --dry-run
+    antithetic-queue workflows/api/antithetic_vs_independent.json --ray auto --comfyui /opt/ComfyUI --sweep "Antithetic Latent Noise.noise_seed=0..9999"
 
---server: ComfyUI servers you already run. --ray: a ComfyUI per GPU of a Ray cluster, started (and restarted when
+--server: ComfyUI servers you already run. --ray: one ComfyUI per GPU of a Ray cluster, started (and restarted when
 it dies) by Ray; the same scheduling, manifest and resume as --server (pip install 'antithetic-sampling[ray]').
 
-Rerun the same command to resume: jobs already ``done`` in the manifest are skipped.
+Input names are checked against the node (its inputs in the workflow, or its definition from /object_info);
+an unknown name is refused with the node's real inputs. --dry-run lists the jobs without a server: a UI-format
+workflow is then converted with --object-info FILE, else with the node definitions the pack ships in
+workflows/object_info/object_info.json (they cover the example workflows' nodes).
+Rerun the same command to resume: jobs already done in the manifest are skipped.
 Exit status: 0 all done, 1 some job failed, 2 bad arguments or workflow, 3 no server reachable, 130 cancelled.
 """
 
@@ -38,6 +43,24 @@ from .convert import ConversionError, convert_ui_to_api, is_api_prompt, is_ui_wo
 from .jobs import SpecError, build_jobs, parse_set, parse_sweep, resolve_node
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
+SHIPPED_OBJECT_INFO_HINT = "workflows/object_info/object_info.json"
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("antithetic-sampling")
+    except PackageNotFoundError:  # a checkout used without installing
+        return "unknown (not installed)"
+
+
+def shipped_object_info() -> Path | None:
+    """The node definitions saved with the pack (a checkout's workflows/object_info), if present."""
+    from .sync_workflows import SNAPSHOT_NAME, WORKFLOWS
+
+    path = WORKFLOWS / SNAPSHOT_NAME
+    return path if path.is_file() else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Queue a ComfyUI workflow many times (sweeps, repeats) on one or more ComfyUI servers, "
         "follow progress, download the outputs and write a resumable JSON-lines manifest.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("Examples::", 1)[1] if __doc__ else None,
+        epilog="examples:" + __doc__.split("::", 1)[1] if __doc__ else None,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     p.add_argument("workflow", help="workflow JSON: API format, or UI format (converted through the server's /object_info)")
     p.add_argument("--server", action="append", default=[], metavar="URL",
                    help=f"ComfyUI server (repeat for several; default {DEFAULT_SERVER})")
@@ -88,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-going", action="store_true", help="keep queueing after a failed job")
     p.add_argument("--download-temp", action="store_true", help="also download temp outputs (previews)")
     p.add_argument("--object-info", default=None, metavar="FILE",
-                   help="convert a UI workflow with this saved /object_info JSON instead of the server's")
+                   help="saved /object_info JSON: converts a UI workflow and checks input names instead of asking "
+                   f"the server (the pack ships {SHIPPED_OBJECT_INFO_HINT})")
     p.add_argument("--save-api", default=None, metavar="FILE", help="write the API-format base graph here")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and exit without queueing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -131,11 +156,18 @@ def prepare(args: argparse.Namespace, servers: list[str | Server]):
     sets = [parse_set(s) for s in args.sets]
     sweeps = [parse_sweep(s) for s in args.sweeps]
     object_info = None
+    if args.object_info:
+        object_info = json.loads(Path(args.object_info).read_text(encoding="utf-8"))
     if is_ui_workflow(data):
-        if args.object_info:
-            object_info = json.loads(Path(args.object_info).read_text(encoding="utf-8"))
-        else:
-            object_info = _first_live(servers).request("GET", "/object_info", timeout=120)
+        if object_info is None and args.dry_run and not args.server:
+            object_info = _offline_object_info(data)
+        elif object_info is None:
+            try:
+                object_info = _first_live(servers).request("GET", "/object_info", timeout=120)
+            except ServerUnreachable as exc:
+                raise ServerUnreachable(f"{exc} A UI-format workflow is converted through the node definitions: "
+                                        f"start ComfyUI, or pass --object-info FILE (the pack ships "
+                                        f"{SHIPPED_OBJECT_INFO_HINT}).") from None
         prompt = convert_ui_to_api(data, object_info)
     elif is_api_prompt(data):
         prompt = data
@@ -145,7 +177,7 @@ def prepare(args: argparse.Namespace, servers: list[str | Server]):
             nid = resolve_node(prompt, t.node)
             if t.input not in prompt[nid].get("inputs", {}):
                 classes.add(prompt[nid]["class_type"])
-        if classes and not args.dry_run:
+        if classes and object_info is None and not args.dry_run:
             srv = _first_live(servers)
             object_info = {}
             for cls in sorted(classes):
@@ -156,6 +188,22 @@ def prepare(args: argparse.Namespace, servers: list[str | Server]):
         Path(args.save_api).write_text(json.dumps(prompt, indent=2), encoding="utf-8")
     jobs = build_jobs(prompt, sets, sweeps, args.repeat, args.repeat_seed_stride, object_info)
     return prompt, jobs
+
+
+def _offline_object_info(ui: dict) -> dict:
+    """The shipped node definitions for an offline dry run of a UI workflow, or a SpecError that says what to pass."""
+    path = shipped_object_info()
+    if path is None:
+        raise SpecError("a UI-format workflow needs node definitions to be converted: pass --object-info FILE "
+                        "(a saved /object_info) or a running --server")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    frontend = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+    missing = sorted({n.get("type") for n in ui.get("nodes", [])} - set(info) - frontend - {None})
+    if missing:
+        raise SpecError(f"the shipped node definitions ({path}) do not cover {', '.join(missing)}: pass "
+                        "--object-info FILE saved from your server's /object_info, or a running --server")
+    print(f"converting with the shipped node definitions {path} (no server asked)", file=sys.stderr)
+    return info
 
 
 def _raise_interrupt(signum, frame):
@@ -191,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _outputs_note(out_dir: Path, manifest: Path) -> str:
+    """Where the downloaded files are, or that there are none (never names a folder that was not created)."""
+    out_dir = Path(out_dir)
+    files = [f for f in out_dir.rglob("*") if f.is_file() and f.resolve() != Path(manifest).resolve()] \
+        if out_dir.is_dir() else []
+    return f"{len(files)} output file(s) in {out_dir}" if files else "no output files downloaded"
 
 
 def _main(args: argparse.Namespace, servers: list[str]) -> int:
@@ -251,7 +307,7 @@ def _run(args: argparse.Namespace, servers: list, run_info: dict | None = None) 
     res = runner.run(jobs)
     summary = (f"{res.done} done, {res.failed} failed, {res.skipped} already done, {res.cancelled} cancelled, "
                f"{res.requeued} requeued after a server died; {res.wall_s:.1f} s; "
-               f"manifest {runner.manifest.path}; outputs in {runner.out_dir}")
+               f"manifest {runner.manifest.path}; {_outputs_note(runner.out_dir, runner.manifest.path)}")
     print(summary, file=sys.stderr, flush=True)
     if res.exit_code == EXIT_OK and res.failed:
         return EXIT_FAILED

@@ -23,7 +23,8 @@ collected from the dead ComfyUI, images identical to phase 1); reported with the
 command (it includes starting the cluster and the servers) and from the first prompt queued to the last collected.
 
 Writes ``OUT/soak.json``, ``OUT/soak.md``, the manifests and downloaded images (``OUT/phase1-single``,
-``OUT/phase2-failover``, ``OUT/phase3-ray``) and the server logs (``OUT/logs``, ``OUT/phase3-ray/ray_logs``); ``--readme README.md`` rewrites the README block
+``OUT/phase2-failover``, ``OUT/phase3-ray``) and the server logs (``OUT/logs``, ``OUT/phase3-ray/ray_logs``);
+``--readme docs/evidence.md`` rewrites the block
 ``soak-results``. ``--quick``: 6 prompts (the e2e test). Exit status 0 when every check passed, 1 when one failed,
 2 when ComfyUI is not available or the arguments are wrong.
 
@@ -54,6 +55,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..cli_args import plain
 from ..local_comfy import host as ch
 from ..local_comfy import tiny_workflow as wt
 from .cli import main as queue_main
@@ -719,9 +721,9 @@ def _public(d: dict | None) -> dict | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling soak", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="antithetic-sampling soak", description=plain(__doc__.split("\n\n")[0]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+                                 epilog=plain(__doc__.split("\n\n", 1)[1]))
     ap.add_argument("--prompts", type=int, default=None, help=f"prompts per phase (default 100; --quick {QUICK_PROMPTS})")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_PROMPTS} prompts per phase (the e2e test)")
     ap.add_argument("--batch", type=int, default=4, help="images per prompt and noise branch (default 4)")

@@ -1,10 +1,10 @@
-"""``antithetic-sampling demo``: the README's first command, on the embedded learned digits model.
+"""``antithetic-sampling demo``: the first command of the README (`make demo`), on the embedded digits model.
 
 Generates iid, antithetic-pair, K-group (K = 4) and Sobol RQMC batches from the shipped digits denoiser
 (DPM++ 2M, Karras schedule), then writes to ``--out``:
 
 * ``grid_<design>.png`` image grids (pairs/groups side by side) and ``pairs.png`` (iid pairs vs antithetic pairs);
-* pair correlations, standard and centered (antithetic.md §4; centre = mean image of a separate iid reference
+* pair correlations, standard and centered (Jia et al., Table 1; centre = mean image of a separate iid reference
   batch), pairwise diversity (1 - SSIM, RMSE, Vendi score; ``nodes.methods.diversity``);
 * the brightness estimate with each design's own 95 % CI (``nodes.methods.confidence``) and ``ci.png``;
 * the correlation of the two pair members along the sampling trajectory (``trajectory.png``);
@@ -17,7 +17,6 @@ Generates iid, antithetic-pair, K-group (K = 4) and Sobol RQMC batches from the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .. import cli_args
 from . import common, harness
 from .designs import interval, make_designs
 
@@ -319,13 +319,7 @@ def report(numbers: dict, table: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("demo_out"), help="output folder (default demo_out)")
-    ap.add_argument("--quick", action="store_true", help="CI setting: 16 images per design, 6 steps")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n", type=int, default=None, help="images per design (default 64; --quick 16)")
-    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default 12; --quick 6)")
-    ap.add_argument("--sampler", default="dpmpp_2m", choices=["euler", "ddim", "dpmpp_2m"])
+    ap = cli_args.parser("demo")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     run(args.out, quick=args.quick, seed=args.seed, n=args.n, steps=args.steps, sampler=args.sampler)

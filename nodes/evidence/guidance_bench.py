@@ -33,7 +33,6 @@ Writes ``guidance.json`` and ``guidance.md`` to ``--out``; ``--readme`` rewrites
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -46,6 +45,7 @@ import time
 import numpy as np
 import torch
 
+from .. import cli_args
 from ..local_comfy import host as comfy_host
 from ..methods import noise_awareness as na
 from . import harness
@@ -865,15 +865,7 @@ def _json_default(o):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling guidance-bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"), help="output folder")
-    ap.add_argument("--quick", action="store_true", help="CI setting: small batches, 2 settings, 4 steps")
-    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the guidance-results block of this README")
-    ap.add_argument("--n", type=int, default=None, help="images per run (default 1000; --quick 48)")
-    ap.add_argument("--seeds", type=int, default=None, help="paired seeds per setting (default 4; --quick 2)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-comfy", action="store_true", help="skip the ComfyUI side-by-side run")
-    ap.add_argument("--no-progress", action="store_true")
+    ap = cli_args.parser("guidance-bench")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)

@@ -11,7 +11,6 @@ scikit-learn is needed here (and in the digit-likeness test) only; loading and s
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -23,6 +22,7 @@ import time
 import torch
 from torch.nn import functional as F
 
+from .. import cli_args
 from .digits import (
     CONFIG_NAME,
     DEFAULT_ARCH,
@@ -164,14 +164,10 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(WEIGHTS_DIR), help="output folder (default: the shipped weights folder)")
-    ap.add_argument("--steps", type=int, default=20000, help="optimizer steps (default 20000, as shipped)")
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = cli_args.parser("train")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    args.out = args.out or str(WEIGHTS_DIR)
     cfg = train(pathlib.Path(args.out), steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
     print(
         f"trained {cfg['parameters']} parameters in {cfg['training']['train_time_s']} s; "

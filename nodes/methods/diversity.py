@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .validation import check_unit_range
+
 __all__ = [
     "PAIRINGS",
     "PairDiversity",
@@ -74,6 +76,7 @@ def validate_images(images, name: str = "images") -> torch.Tensor:
     bad = _count_nonfinite(images)
     if bad:
         raise ValueError(f"{name}: contains {bad} NaN/inf pixel value(s); fix the upstream node (e.g. a VAE in fp16)")
+    check_unit_range(images, name)
     return images
 
 
@@ -344,8 +347,14 @@ def vendi_score(features: torch.Tensor | np.ndarray | None = None, kernel: np.nd
     if kernel is None:
         if features is None:
             raise ValueError("vendi_score: give features or kernel")
+        shape = tuple(features.shape) if hasattr(features, "shape") else np.shape(features)
+        if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"vendi_score: features must be [N, D] with N >= 1 items and D >= 1 values, got shape "
+                             f"{shape}")
         kernel = cosine_similarity_matrix(features)
     k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] < 1 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"vendi_score: kernel must be a square [N, N] matrix with N >= 1, got shape {k.shape}")
     lam = np.linalg.eigvalsh(k / k.shape[0])
     lam = lam[lam > 1e-15]
     return float(np.exp(-np.sum(lam * np.log(lam))))

@@ -16,8 +16,8 @@ scores written through x0-estimates in variance-exploding (VE) coordinates, s(x_
     D~ = D_cfg + w * [ (D_c - x_v) - (s_v / s_hat)^2 * (D_hat_c - x_v) ]                                (1)
 
 D_c: conditional x0-estimate at the nominal level s_v, D_hat_c: conditional x0-estimate at s_hat, D_cfg: the
-ordinary CFG result. w = 0 or s_hat = s_v give plain CFG. Guards (required, see the toy analysis in the
-reference notes): one-sided clamp s_hat in [s_v, s_v (1 + max_shift)] (the two-sided form oscillates and
+ordinary CFG result. w = 0 or s_hat = s_v give plain CFG. Guards (required; docs/guidance.md, "Guards", says
+why): one-sided clamp s_hat in [s_v, s_v (1 + max_shift)] (the two-sided form oscillates and
 diverges for w >~ 1 because (s_v/s_hat)^2 explodes when s_hat << s_v), a sigma band, moderate w.
 
 VE coordinates: every ComfyUI parameterisation builds a state as x = a(sigma) x0 + b(sigma) n
@@ -56,6 +56,8 @@ import math
 from collections.abc import Callable
 
 import torch
+
+from .validation import check_band, check_finite, check_seed
 
 __all__ = [
     "DEFAULT_ESTIMATOR",
@@ -148,8 +150,7 @@ def clamp_level(s_hat: torch.Tensor, s_v: torch.Tensor, max_shift: float, one_si
     noise than its nominal level (the direction the paper reports); (s_v/s_hat)^2 > 1 would amplify the
     correction and makes the two-sided form diverge for w >~ 1.
     """
-    if max_shift < 0:
-        raise ValueError(f"max_level_shift must be >= 0, got {max_shift}")
+    max_shift = check_finite(max_shift, "max_level_shift", minimum=0.0)
     hi = s_v * (1.0 + max_shift)
     lo = s_v if one_sided else s_v / (1.0 + max_shift)
     return torch.minimum(torch.maximum(s_hat, lo), hi)
@@ -169,6 +170,7 @@ def awareness_correction(
     All x0-estimates (D_*) are in data coordinates, which are the same in every parameterisation; x_v is the
     VE state. s_v, s_hat: [B].
     """
+    w = check_finite(w, "w")
     if w == 0:
         return d_cfg
     k = _bcast((s_v / s_hat).pow(2).to(x_v.dtype), x_v)
@@ -176,8 +178,8 @@ def awareness_correction(
 
 
 def in_band(s_v: torch.Tensor, sigma_start: float, sigma_end: float) -> torch.Tensor:
-    """True where sigma_end <= s_v <= sigma_start (VE level = noise-to-signal ratio)."""
-    hi, lo = max(sigma_start, sigma_end), min(sigma_start, sigma_end)
+    """True where sigma_end <= s_v <= sigma_start (VE level = noise-to-signal ratio); swapped ends are refused."""
+    hi, lo = check_band(sigma_start, sigma_end)
     return (s_v <= hi) & (s_v >= lo) & torch.isfinite(s_v)
 
 
@@ -186,6 +188,7 @@ def reference_noise(shape: tuple[int, ...] | torch.Size, seed: int, step: int, s
 
     Seeded by (seed, step, salt) so a run is reproducible and each step/call gets independent noise.
     """
+    seed = check_seed(seed)
     mixed = (int(seed) * 1_000_003 + int(step) * 9_176 + int(salt) * 7_919 + 0x5EED) % (2**63 - 1)
     g = torch.Generator(device="cpu").manual_seed(mixed)
     return torch.randn(tuple(shape), generator=g, dtype=torch.float32)
@@ -309,6 +312,8 @@ def guidance_step(
     """
     if estimator not in LEVEL_ESTIMATORS:
         raise ValueError(f"level_estimator must be one of {LEVEL_ESTIMATORS}, got {estimator!r}")
+    w = check_finite(w, "w")
+    max_shift = check_finite(max_shift, "max_level_shift", minimum=0.0)
     if not min_excess >= 0:
         raise ValueError(f"min_excess must be >= 0, got {min_excess}")
     if probe is not None and estimator != "sure_residual":
@@ -380,6 +385,8 @@ class NoiseAwarenessGuide:
     ) -> None:
         if estimator not in LEVEL_ESTIMATORS:
             raise ValueError(f"level_estimator must be one of {LEVEL_ESTIMATORS}, got {estimator!r}")
+        w, max_shift, seed = check_finite(w, "w"), check_finite(max_shift, "max_shift", minimum=0.0), check_seed(seed)
+        sigma_start, sigma_end = check_band(sigma_start, sigma_end)
         self.w, self.sigma_start, self.sigma_end = float(w), float(sigma_start), float(sigma_end)
         self.max_shift, self.estimator, self.seed = float(max_shift), estimator, int(seed)
         self.one_sided, self.measure, self.min_excess = one_sided, measure, float(min_excess)

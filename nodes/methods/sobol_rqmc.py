@@ -2,7 +2,7 @@
 
 Jia et al., "Antithetic Noise in Diffusion Models", ICLR 2026 (arXiv 2506.06185), extend antithetic pairs to
 RQMC noise designs for uncertainty quantification. The paper's exact construction was not available to us;
-this module implements the design documented in the pack's README:
+this module implements the design documented in the pack's docs/nodes.md:
 
 * Points: the first n = 2^m points of the Sobol' sequence (Joe-Kuo direction numbers via scipy), randomised
   with a random linear matrix scramble plus digital shift (Matousek's LMS + shift, as in scipy) applied to the
@@ -31,6 +31,7 @@ this module implements the design documented in the pack's README:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -38,88 +39,197 @@ import numpy as np
 import torch
 
 from .antithetic import resolve_indices
-from .keyed_rng import STREAM_SOBOL_FILL, STREAM_SOBOL_SCRAMBLE, keyed_generator
+from .keyed_rng import STREAM_SOBOL_FILL, STREAM_SOBOL_LOW_DIGITS, STREAM_SOBOL_SCRAMBLE, keyed_generator, keyed_seed
 
 MAX_SOBOL_DIM = 21201
+# Widget maximum of spectral_coefficients: the most a 4-channel latent (SD1.5/SDXL) can take (16 channels: 1325).
+MAX_SPECTRAL_COEFFICIENTS = MAX_SOBOL_DIM // 4
 MAX_POINTS_PER_REPLICATE = 4096
 MODES = ("auto", "full", "spectral")
 U_CLIP = 1e-10
 
 
-@lru_cache(maxsize=8)
-def sobol_digits(dim: int, m: int) -> torch.Tensor:
-    """Top-m binary digits of the first 2^m unscrambled Sobol' points, as int32 [2^m, dim] (cached)."""
-    from scipy.stats import qmc
+# Direction numbers of every dimension, top MAX_DIGITS digits: at most 4 bytes x 12 x 21201 = 1 MB per entry.
+MAX_DIGITS = 12  # 2^12 = 4096 = MAX_POINTS_PER_REPLICATE
+DIRECTION_CACHE_BYTES = 16 << 20
+_direction_cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+# Points generated at once per replicate: bounds the int32/float temporaries to a few x 2^21 values.
+CHUNK_VALUES = 1 << 21
 
+
+def direction_numbers(dim: int) -> torch.Tensor:
+    """Sobol' direction numbers V_j (j < 12) as 12-digit integers, int32 [12, dim] (cached, at most 16 MB in all).
+
+    Point k of the unscrambled sequence (scipy's order, Joe-Kuo numbers) is the XOR of V_j over the set bits j of k,
+    so any point can be formed without generating the ones before it. For the first 2^m points only the top m
+    digits are non-zero: V_j >> (12 - m) are their m-digit cells.
+    """
     if dim > MAX_SOBOL_DIM:
         raise ValueError(f"Sobol' points exist for at most {MAX_SOBOL_DIM} dimensions, got {dim}")
-    pts = qmc.Sobol(dim, scramble=False).random_base2(m) if m > 0 else np.zeros((1, dim))
-    # The first 2^m points are dyadic with m digits: exact integers after scaling.
-    return torch.from_numpy(np.rint(pts * (1 << m)).astype(np.int32))
+    hit = _direction_cache.get(dim)
+    if hit is not None:
+        _direction_cache.move_to_end(dim)
+        return hit
+    from scipy.stats import qmc
+
+    engine = qmc.Sobol(dim, scramble=False)
+    table = _table_from_scipy_internals(engine, dim)
+    if table is None:  # public API only (slower: fast_forward walks every point)
+        rows = []
+        for j in range(MAX_DIGITS):
+            engine.reset().fast_forward(1 << j)
+            rows.append(np.rint(engine.random(1)[0] * (1 << MAX_DIGITS)).astype(np.int32))
+        table = np.stack(rows)
+    table = torch.from_numpy(np.ascontiguousarray(table))
+    _direction_cache[dim] = table
+    while sum(t.numel() * t.element_size() for t in _direction_cache.values()) > DIRECTION_CACHE_BYTES:
+        _direction_cache.popitem(last=False)
+    return table
 
 
-@lru_cache(maxsize=8)
-def _digit_masks(dim: int, m: int) -> torch.Tensor:
-    """``sobol_digits`` as bit masks, int32 [m, 2^m, dim]: -1 (all bits set) where the digit is 1, else 0; most
-    significant digit first (cached). ``mask & col`` then selects a scramble column where the digit is set."""
-    a = sobol_digits(dim, m)
-    return torch.stack([-((a >> (m - 1 - level)) & 1) for level in range(m)]) if m else a[None, :0]
+def _table_from_scipy_internals(engine, dim: int) -> np.ndarray | None:
+    """Points 2^j from scipy's direction-number table where it has one (feature-detected), else None.
+
+    scipy generates in Gray-code order from its direction numbers sv: point 2^j = sv_j XOR sv_{j-1}; the tests
+    check the result against ``random_base2``."""
+    sv = getattr(engine, "_sv", None)
+    bits = getattr(engine, "bits", None)
+    if not (isinstance(sv, np.ndarray) and isinstance(bits, int) and sv.shape == (dim, bits) and bits >= MAX_DIGITS):
+        return None
+    sv = sv[:, :MAX_DIGITS].astype(np.int64) >> (bits - MAX_DIGITS)
+    return np.concatenate([sv[:, :1], sv[:, 1:] ^ sv[:, :-1]], axis=1).T.astype(np.int32)
 
 
-def scrambled_cells(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
-    """Cell index (top m digits) of the first 2^m Sobol' points under a random linear scramble + digital shift.
+def clear_direction_cache() -> None:
+    _direction_cache.clear()
 
-    Matousek's LMS: e = L d + s over GF(2), with L lower triangular with unit diagonal and s a random shift, drawn
-    independently per coordinate. L is invertible, so every coordinate keeps exactly one point per cell
-    [j/2^m, (j+1)/2^m); the shift makes each point's cell uniform. Returns int32 [2^m, dim].
-    """
-    masks = _digit_masks(dim, m)
-    out = torch.randint(0, 1 << m, (1, dim), generator=gen, dtype=torch.int32).expand(1 << m, dim).clone()
-    for level in range(m):  # level 0 = most significant digit
-        pos = m - 1 - level
-        # Column `level` of L: the diagonal bit plus random bits below it; added (XOR) where the digit is 1.
-        col = torch.randint(0, 1 << pos, (dim,), generator=gen, dtype=torch.int32) | (1 << pos)
-        out ^= masks[level] & col
+
+def sobol_digits(dim: int, m: int, points: Sequence[int] | None = None) -> torch.Tensor:
+    """Top-m binary digits of unscrambled Sobol' points ``points`` (default: the first 2^m) as int32 [P, dim]."""
+    if not 0 <= m <= MAX_DIGITS:
+        raise ValueError(f"m must be between 0 and {MAX_DIGITS}, got {m}")
+    v = direction_numbers(dim)[:m] >> (MAX_DIGITS - m)
+    idx = torch.arange(1 << m) if points is None else torch.as_tensor(list(points), dtype=torch.int64)
+    out = torch.zeros((len(idx), dim), dtype=torch.int32)
+    for j in range(m):
+        out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & v[j]
     return out
 
 
-def scrambled_sobol_uniforms(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
-    """The first 2^m scrambled Sobol' points in [0, 1)^dim, float64 [2^m, dim] (for tests and inspection)."""
-    cells = scrambled_cells(dim, m, gen)
-    fill = torch.rand(cells.shape, generator=gen, dtype=torch.float64)
-    return (cells.to(torch.float64) + fill) / (1 << m)
+def _random_words(bits: np.random.PCG64, count: int) -> torch.Tensor:
+    """``count`` uniform 32-bit words (int32) from a numpy PCG64 stream: two words per 64-bit output."""
+    raw = bits.random_raw((count + 1) // 2)
+    return torch.from_numpy(raw.view(np.int32)[:count].copy() if count % 2 else raw.view(np.int32))
 
 
-def scrambled_sobol_normals(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
-    """Phi^{-1} of the scrambled points, float32 [2^m, dim]; the same cells as ``scrambled_sobol_uniforms``.
+class ScrambledSobol:
+    """One replicate: the first 2^m Sobol' points under a random linear scramble + digital shift, normals on demand.
 
-    Digits below the m-th are iid uniform: each point sits alone in its 2^-m cell, so any nested randomisation
-    of the lower digits is uniform. For precision in both tails the map works on the lower half: a point in the
-    upper half (top digit 1, cell c) becomes -Phi^{-1}(v) with v = (c' + f) / n in (0, 1/2], c' = n - 1 - c its
-    mirror cell and f its uniform lower digits. (u = 1 - v has cell c, and f and 1 - f have the same law, so this
-    is exactly the point's normal score; it never forms 1 - u in float32.)
+    Matousek's LMS: cell e = L d + s over GF(2), with L lower triangular with unit diagonal and s a random shift,
+    drawn independently per coordinate. L is invertible, so every coordinate keeps exactly one point per cell
+    [j/2^m, (j+1)/2^m); the shift makes each point's cell uniform. The scramble is linear, so e_k = s XOR (XOR of
+    W_j = L V_j over the set bits j of k): the setup costs O(m^2 dim), each point O(m dim), and any subset of points
+    is formed without the rest (time and memory linear in the batch, whatever m is).
+
+    Below the m-th digit each point sits alone in its cell, so its lower digits are iid uniform (what any nested
+    randomisation gives there). They are taken straight from random bits, 32 - m per value from a PCG64 stream
+    keyed on (seed, replicate) and advanced to the point, so point k is the same whichever points are requested.
     """
-    n = 1 << m
-    cells = scrambled_cells(dim, m, gen)
-    fill = torch.rand(cells.shape, generator=gen, dtype=torch.float32)
-    if n == 1:  # one point: no digits to scramble, the whole coordinate is the uniform
-        top = fill >= 0.5
-        v = torch.where(top, 1.0 - fill, fill)
-    else:
-        top = cells >> (m - 1)  # 1 in the upper half
-        # mirror cell n-1-c = c XOR (n-1); in the upper half its value lies in the lower half
-        v = (cells ^ (top * (n - 1))).to(torch.float32).add_(fill).div_(n)
-    z = lower_tail_ndtri(v)
-    return z.mul_(1 - 2 * top.to(torch.float32))
+
+    def __init__(self, dim: int, m: int, seed: int, replicate: int, stream: int = 0):
+        self.dim, self.m = dim, m
+        bits = np.random.PCG64(keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate))
+        words = _random_words(bits, (m + 1) * dim).reshape(m + 1, dim)
+        n = 1 << m
+        self.shift = words[m] & (n - 1)
+        # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it.
+        cols = [(words[level] & ((1 << (m - 1 - level)) - 1)) | (1 << (m - 1 - level)) for level in range(m)]
+        v = direction_numbers(dim)[:m] >> (MAX_DIGITS - m) if m else torch.zeros((0, dim), dtype=torch.int32)
+        w = torch.zeros((m, dim), dtype=torch.int32)
+        for level in range(m):  # W_j = L V_j: add column `level` where digit `level` of V_j is set
+            w ^= (-((v >> (m - 1 - level)) & 1)) & cols[level]
+        self.w = w
+        self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
+
+    def cells(self, points: Sequence[int]) -> torch.Tensor:
+        """Scrambled cell index (top m digits) of each point, int32 [len(points), dim]."""
+        idx = torch.as_tensor(list(points), dtype=torch.int64)
+        out = self.shift.expand(len(idx), self.dim).clone()
+        for j in range(self.m):
+            out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & self.w[j]
+        return out
+
+    def _lower_bits(self, points: Sequence[int]) -> torch.Tensor:
+        """32 uniform bits per value of each point, int32 [len(points), dim] (only the low 32 - m are used)."""
+        words = (self.dim + 1) // 2
+        out = torch.empty((len(points), self.dim), dtype=torch.int32)
+        bits = np.random.PCG64(self.fill_seed)
+        at = 0
+        for row, k in enumerate(points):
+            bits.advance(int(k) * words - at)
+            out[row] = _random_words(bits, self.dim)
+            at = (int(k) + 1) * words
+        return out
+
+    def _half_ints(self, points: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k, top): the point's value u as the lower-half v = (k + 1/2) / 2^32 in (0, 1/2) with u = v (top 0) or
+        u = 1 - v (top 1). k = (mirror cell) * 2^(32-m) + (32 - m random low bits), an integer below 2^31."""
+        m = self.m
+        low = self._lower_bits(points)
+        if m == 0:  # one point: no stratification, the whole coordinate is uniform
+            top = (low >> 31) & 1
+            return low & 0x7FFFFFFF, top
+        cells = self.cells(points)
+        top = cells >> (m - 1)
+        # upper half: mirror cell n-1-c = c XOR (n-1) lies in the lower half, and f -> 1 - f keeps the law
+        mirror = cells ^ (top * ((1 << m) - 1))
+        return (mirror << (32 - m)) | (low & ((1 << (32 - m)) - 1)), top
+
+    def uniforms(self, points: Sequence[int]) -> torch.Tensor:
+        """The points in (0, 1)^dim, float64 [len(points), dim] (for tests and inspection)."""
+        k, top = self._half_ints(points)
+        v = (k.to(torch.float64) + 0.5) / 2.0**32
+        return torch.where(top.bool(), 1.0 - v, v)
+
+    def normals(self, points: Sequence[int]) -> torch.Tensor:
+        """Phi^{-1} of the points, float32 [len(points), dim]: -Phi^{-1}(v) in the upper half, Phi^{-1}(v) below.
+
+        Working on the lower half keeps both tails precise (1 - u is never formed in float32); the smallest v is
+        2^-33 (|z| up to 6.3, beyond the 24-bit uniforms of torch.randn), exact 31-bit values in the far tail.
+        """
+        out = torch.empty((len(points), self.dim), dtype=torch.float32)
+        step = max(1, CHUNK_VALUES // max(self.dim, 1))
+        for a in range(0, len(points), step):
+            k, top = self._half_ints(points[a : a + step])
+            out[a : a + step] = lower_tail_ndtri_from_ints(k).view(torch.int32).bitwise_xor_(top << 31).view(
+                torch.float32)
+        return out
 
 
-def lower_tail_ndtri(v: torch.Tensor) -> torch.Tensor:
-    """Phi^{-1}(v) for float32 v in (0, 1/2]: erfinv in the bulk (fast), ndtri in the far tail (precise)."""
-    v = v.clamp_min(U_CLIP)
+def scrambled_cells(dim: int, m: int, seed: int, replicate: int = 0) -> torch.Tensor:
+    """Cells of the first 2^m scrambled Sobol' points of one replicate, int32 [2^m, dim] (tests, inspection)."""
+    return ScrambledSobol(dim, m, seed, replicate).cells(range(1 << m))
+
+
+def scrambled_sobol_uniforms(dim: int, m: int, seed: int, replicate: int = 0) -> torch.Tensor:
+    """The first 2^m scrambled Sobol' points of one replicate in (0, 1)^dim, float64 [2^m, dim]."""
+    return ScrambledSobol(dim, m, seed, replicate).uniforms(range(1 << m))
+
+
+def scrambled_sobol_normals(dim: int, m: int, seed: int, replicate: int = 0) -> torch.Tensor:
+    """Phi^{-1} of ``scrambled_sobol_uniforms`` (the same points), float32 [2^m, dim]."""
+    return ScrambledSobol(dim, m, seed, replicate).normals(range(1 << m))
+
+
+def lower_tail_ndtri_from_ints(k: torch.Tensor) -> torch.Tensor:
+    """Phi^{-1}(v), v = (k + 1/2) / 2^32 for int32 k in [0, 2^31): erfinv in float32 in the bulk, float64 ndtri
+    of the exact v in the tail, where 2v - 1 would lose float32 precision."""
+    v = k.to(torch.float32).add_(0.5).mul_(2.0**-32)
     z = torch.erfinv(v.mul(2.0).sub_(1.0)).mul_(math.sqrt(2.0))
-    # Below 0.02, 2v - 1 loses float32 precision (z would be off by more than ~2 ulps); ~4 % of draws.
-    tail = v < 0.02
-    return z.masked_scatter_(tail, torch.special.ndtri(v.masked_select(tail)))
+    tail = (k < int(0.02 * 2**32)).view(-1).nonzero().squeeze(1)  # ~4 % of values
+    kt = k.view(-1).index_select(0, tail).to(torch.float64).add_(0.5).mul_(2.0**-32)
+    z.view(-1).index_copy_(0, tail, torch.special.ndtri(kt).to(torch.float32))
+    return z
 
 
 @lru_cache(maxsize=16)
@@ -168,8 +278,9 @@ def resolve_mode(mode: str, dim: int, channels: int, spectral_coefficients: int,
             )
         if channels * spectral_coefficients > MAX_SOBOL_DIM:
             raise ValueError(
-                f"spectral mode uses channels x spectral_coefficients = {channels * spectral_coefficients} QMC dimensions; "
-                f"the Sobol' limit is {MAX_SOBOL_DIM}. Lower spectral_coefficients."
+                f"spectral_coefficients = {spectral_coefficients} is too many for a {channels}-channel latent: spectral "
+                f"mode uses channels x spectral_coefficients = {channels * spectral_coefficients} QMC dimensions and "
+                f"the Sobol' limit is {MAX_SOBOL_DIM}. Use at most {MAX_SOBOL_DIM // channels}."
             )
     return mode
 
@@ -189,15 +300,17 @@ def replicate_noise(
     dim = int(np.prod(item_shape))
     n_pts = n // 2 if antithetic else n
     m = max(0, math.ceil(math.log2(n_pts))) if n_pts > 1 else 0
-    gen = keyed_generator(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate)
     qmc_dim = dim if mode == "full" else item_shape[0] * spectral_coefficients
-    normals = scrambled_sobol_normals(qmc_dim, m, gen)
     point_of = [p // 2 if antithetic else p for p in points]
+    # Only the requested points are formed (a reflected pair shares its point): linear in the batch.
+    unique = list(dict.fromkeys(point_of))
+    normals = ScrambledSobol(qmc_dim, m, seed, replicate, stream).normals(unique)
+    if unique != point_of:
+        normals = normals[[unique.index(p) for p in point_of]]
     signs = torch.tensor([-1.0 if antithetic and p % 2 else 1.0 for p in points], dtype=torch.float32)
     signs = signs.reshape(-1, *([1] * len(item_shape)))
     if mode == "full":
-        z = normals if point_of == list(range(normals.shape[0])) else normals[point_of]
-        z = z.reshape(len(points), *item_shape)
+        z = normals.reshape(len(points), *item_shape)
         return z.mul_(signs) if antithetic else z
     # Spectral: iid N(0, 1) everywhere, keyed on (seed, replicate, point) so slices reproduce, then the lowest
     # DCT coefficients replaced by the QMC values. Frequency-major: the first Sobol' dimensions (best quality)
@@ -206,7 +319,7 @@ def replicate_noise(
     for row, point in enumerate(point_of):
         torch.randn(item_shape, generator=keyed_generator(seed, STREAM_SOBOL_FILL, stream, replicate, point),
                     out=fill[row])
-    q = normals[point_of].reshape(len(points), spectral_coefficients, item_shape[0]).transpose(1, 2)
+    q = normals.reshape(len(points), spectral_coefficients, item_shape[0]).transpose(1, 2)
     return replace_low_frequencies(fill, q) * signs
 
 
