@@ -137,7 +137,7 @@ def test_no_restart_left_ends_the_run_as_with_plain_servers(fake, tmp_path):
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'antithetic-sampling[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
@@ -208,3 +208,33 @@ def test_ray_rejection_is_explained_per_node(ray_local, fake, tmp_path):
         cluster.shutdown()
     assert res.exit_code == 1 and res.failed == 1
     assert any("node 3 'Sampler' (FakeSampler): input 'steps': 500 is above the maximum (100)" in m for m in messages)
+
+
+def test_ray_cancel_touches_only_our_prompts_and_resume_finishes(ray_local, fake, tmp_path):
+    """Ctrl-C through the actors: our pending prompts deleted, our running one interrupted, nothing else."""
+    srv = fake(step_time=0.03)
+    srv.pending.append(("foreign-running", GRAPH | {"3": {"class_type": "FakeSampler",
+                                                          "inputs": {"seed": 1, "steps": 10}}}, "other"))
+    cluster = _cluster([srv.url])
+    try:
+        servers = cluster.start()
+        runner = BatchRunner(servers, tmp_path / "out", progress=False, poll_interval=0.5, log=lambda s: None)
+
+        def on_event(kind, rec):
+            if kind == "done" and len(runner.manifest.done()) >= 3:
+                srv.pending.append(("foreign-pending", GRAPH, "other"))
+                runner.request_stop()
+
+        runner.on_event = on_event
+        first = runner.run(_jobs("3.seed=0..9"))
+        assert first.exit_code == 130 and 3 <= first.done < 10
+        assert "foreign-pending" not in srv.deleted and "foreign-running" not in srv.deleted
+        assert None not in srv.interrupts
+        ours = {r["prompt_id"] for r in _records(tmp_path / "out", "queued")}
+        assert set(srv.deleted) <= ours and set(srv.interrupts) <= ours
+        second = BatchRunner(servers, tmp_path / "out", progress=False, poll_interval=0.5,
+                             log=lambda s: None).run(_jobs("3.seed=0..9"))
+    finally:
+        cluster.shutdown()
+    assert second.exit_code == 0 and second.skipped == first.done and second.done == 10 - first.done
+    assert len(_records(tmp_path / "out", "done")) == 10  # every job done exactly once over both runs

@@ -61,9 +61,13 @@ def _ray():
 # --------------------------------------------------------------------------------------------- the actor
 
 
-def _remove_orphans() -> None:
-    """Folders of actors that died without ``stop`` (driver killed, no restart left): their owner is gone."""
+def _remove_orphans(keep: Path) -> None:
+    """Folders of actors that died without ``stop`` (driver killed, no restart left): their owner is gone.
+
+    ``keep``: this actor's own folder (after a restart its previous incarnation's owner is dead too)."""
     for home in Path(tempfile.gettempdir()).glob("antithetic-ray-*"):
+        if home == keep:
+            continue
         try:
             pid = int((home / "owner.pid").read_text(encoding="ascii"))
             os.kill(pid, 0)
@@ -91,7 +95,7 @@ class ComfyActor:
         # one folder per actor, one subfolder per incarnation (Ray restarts run __init__ again)
         self.home = Path(tempfile.gettempdir()) / f"antithetic-ray-{label}-{client_id[:8]}"
         if not spec.get("attach_url"):
-            _remove_orphans()
+            _remove_orphans(keep=self.home)
             self.home.mkdir(parents=True, exist_ok=True)
             (self.home / "owner.pid").write_text(str(os.getpid()), encoding="ascii")
         incarnations = sorted(p for p in self.home.iterdir() if p.is_dir()) if self.home.is_dir() else []
@@ -174,7 +178,8 @@ class ComfyActor:
             "node_id": ctx.get_node_id(), "actor_pid": os.getpid(), "comfy_pid": proc.pid if proc else None,
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "restarted": bool(ctx.was_current_actor_reconstructed), "incarnation": self.base.name,
+            "restarted": bool(ctx.was_current_actor_reconstructed),
+            "incarnation": f"{self.base.name}:{os.getpid()}:{proc.pid if proc else ''}",
             "start_s": round(self.server.start_seconds, 1) if self.server is not None else 0.0,
             "comfyui": str(self.server.env.comfy_path) if self.server is not None else None,
             "comfyui_version": self.server.env.version if self.server is not None else None,
