@@ -238,3 +238,36 @@ def test_ray_cancel_touches_only_our_prompts_and_resume_finishes(ray_local, fake
         cluster.shutdown()
     assert second.exit_code == 0 and second.skipped == first.done and second.done == 10 - first.done
     assert len(_records(tmp_path / "out", "done")) == 10  # every job done exactly once over both runs
+
+
+# ------------------------------------------------------------------------------------------- the command line
+
+
+def test_cli_ray_options_are_checked(tmp_path, capsys):
+    import json
+
+    from antithetic_sampling.nodes.api_client.cli import main as cli_main
+
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(GRAPH))
+    assert cli_main([str(wf), "--ray", "--server", "http://127.0.0.1:9"]) == 2
+    assert "--ray and --server exclude each other" in capsys.readouterr().err
+    assert cli_main([str(wf), "--ray-cpu-workers", "2"]) == 2
+    assert "need --ray" in capsys.readouterr().err
+    assert cli_main([str(wf), "--ray", "--ray-cpu-workers", "-1"]) == 2
+    # a dry run lists the jobs without starting a cluster
+    assert cli_main([str(wf), "--ray", "auto", "--sweep", "3.seed=0..2", "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.strip().splitlines()) == 3 and "3 job(s)" in out.err and "Ray:" not in out.err
+
+
+def test_cli_ray_without_ray_says_how_to_install(tmp_path, capsys, monkeypatch):
+    import json
+
+    from antithetic_sampling.nodes.api_client.cli import main as cli_main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(GRAPH))
+    assert cli_main([str(wf), "--ray", "--out", str(tmp_path / "out")]) == 2
+    assert "pip install 'antithetic-sampling[ray]'" in capsys.readouterr().err
