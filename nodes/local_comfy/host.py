@@ -22,6 +22,8 @@ What it does
 * :class:`ComfyServer` starts ``main.py --cpu`` on a free 127.0.0.1 port with its own ``--base-directory``
   (the pack symlinked as ``custom_nodes/antithetic-sampling``, the checkpoint linked into
   ``models/checkpoints``), ``OMP_NUM_THREADS=1``, log in ``<base>/comfyui.log``; HTTP via stdlib ``urllib``.
+  ``cpu=False`` runs on the GPU(s) the process sees; ``checkout_folders=True`` uses the checkout's own models and
+  custom nodes (the Ray actors of ``antithetic-queue --ray``) with a private output/temp folder.
 
 Only the standard library is imported at module level (PIL lazily in :meth:`ComfyServer.fetch_image`,
 torch/comfy only inside the checkpoint generator, which runs in the ComfyUI subprocess).
@@ -391,13 +393,21 @@ class ComfyServer:
         self,
         cenv: ComfyEnv,
         base_dir: str | os.PathLike,
-        checkpoint: str | os.PathLike,
+        checkpoint: str | os.PathLike | None,
         extra_args: list[str] | None = None,
+        cpu: bool = True,
+        checkout_folders: bool = False,
     ) -> None:
         self.env = cenv
         self.base_dir = pathlib.Path(base_dir)
-        self.checkpoint_path = pathlib.Path(checkpoint)
+        self.checkpoint_path = pathlib.Path(checkpoint) if checkpoint is not None else None
         self.extra_args = list(extra_args or [])
+        # cpu=False: the GPU(s) the process may see (CUDA_VISIBLE_DEVICES, set by Ray for a num_gpus=1 actor).
+        self.cpu = cpu
+        # checkout_folders=True: the checkout's own models/, custom_nodes/ (the pack installed there) and input/;
+        # only output/ and temp/ live in base_dir, so that servers sharing a checkout never overwrite each other's
+        # images. False (tests, soak): base_dir is the whole base directory, the pack symlinked, the checkpoint linked.
+        self.checkout_folders = checkout_folders
         self.port = 0
         self.url = ""
         self.proc: subprocess.Popen | None = None
@@ -410,13 +420,17 @@ class ComfyServer:
 
     # -- lifecycle
     def _prepare_base(self) -> None:
+        if self.checkout_folders:
+            for sub in ("output", "temp"):
+                (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+            return
         for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user"):
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         link = self.base_dir / "custom_nodes" / PACK_FOLDER
         if not link.exists():
             link.symlink_to(ROOT, target_is_directory=True)
         ckpt = self.base_dir / "models" / "checkpoints" / CHECKPOINT_NAME
-        if not ckpt.exists():
+        if self.checkpoint_path is not None and not ckpt.exists():
             try:
                 ckpt.symlink_to(self.checkpoint_path)
             except OSError:
@@ -427,17 +441,20 @@ class ComfyServer:
         self._prepare_base()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if self.checkout_folders:
+            folders = ["--output-directory", str(self.base_dir / "output"), "--temp-directory", str(self.base_dir / "temp")]
+        else:
+            folders = ["--base-directory", str(self.base_dir)]
         cmd = [
             self.env.python,
             "main.py",
-            "--cpu",
+            *(["--cpu"] if self.cpu else []),
             "--listen",
             "127.0.0.1",
             "--port",
             str(self.port),
             "--disable-auto-launch",
-            "--base-directory",
-            str(self.base_dir),
+            *folders,
             # The default sqlite file lives inside the ComfyUI checkout; keep that tree untouched.
             "--database-url",
             "sqlite:///:memory:",
