@@ -234,10 +234,13 @@ def test_demo_runs_end_to_end_on_the_quick_setting(tmp_path):
 
 
 def test_bench_quick_writes_json_markdown_and_the_readme_block(tmp_path):
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "evidence.md"
     readme.write_text("top\n<!-- BEGIN:bench-results -->\nSTALE TABLE\n<!-- END:bench-results -->\nbottom\n")
+    front = tmp_path / "README.md"
+    front.write_text("intro\n<!-- BEGIN:bench-headline -->\nSTALE\n<!-- END:bench-headline -->\n<!-- BEGIN:noise-timing"
+                     " -->\nUNTOUCHED\n<!-- END:noise-timing -->\n")
     rc = bench.main(["--quick", "--reps", "6", "--n", "16", "--steps", "3", "--no-timing", "--out",
-                     str(tmp_path / "b"), "--readme", str(readme)])
+                     str(tmp_path / "b"), "--readme", str(readme), "--readme", str(front)])
     assert rc == 0
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
     model = data["models"][0]
@@ -249,3 +252,23 @@ def test_bench_quick_writes_json_markdown_and_the_readme_block(tmp_path):
     text = readme.read_text()
     assert "STALE TABLE" not in text and text.startswith("top\n") and text.endswith("bottom\n")
     assert (tmp_path / "b" / "bench.md").read_text().strip() in text
+    # the front page gets the headline (one row per headline design), and --no-timing leaves the timing table alone
+    head = front.read_text()
+    assert "STALE" not in head and "UNTOUCHED" in head and "bench-results" not in head
+    assert "| antithetic pairs |" in head and "| K-groups K=4 |" in head
+    assert bench.headline(data).strip() in head
+
+
+def test_write_blocks_rewrites_each_block_where_it_lives_and_warns_when_none_is_found(tmp_path, capsys):
+    from antithetic_sampling.nodes.evidence import noise_timing
+
+    docs, front = tmp_path / "evidence.md", tmp_path / "README.md"
+    docs.write_text("a\n<!-- BEGIN:x -->\nold x\n<!-- END:x -->\nb\n<!-- BEGIN:y -->\nold y\n<!-- END:y -->\n")
+    front.write_text("front\n<!-- BEGIN:z -->\nold z\n<!-- END:z -->\nend\n")
+    written = noise_timing.write_blocks([docs, front], {"x": "new x", "z": "new z", "absent": "never"})
+    assert written == {"x", "z"}
+    assert docs.read_text() == "a\n<!-- BEGIN:x -->\nnew x\n<!-- END:x -->\nb\n<!-- BEGIN:y -->\nold y\n<!-- END:y -->\n"
+    assert front.read_text() == "front\n<!-- BEGIN:z -->\nnew z\n<!-- END:z -->\nend\n"
+    assert "warning" not in capsys.readouterr().out
+    assert noise_timing.write_blocks([front], {"absent": "never"}) == set()
+    assert "warning: none of the blocks absent found" in capsys.readouterr().out

@@ -16,7 +16,7 @@ its death, A's own ``/history`` ran no job twice and only our prompts, A is stil
 byte-identical to the single-server run. Reported: which server made what, how many were requeued.
 
 Writes ``OUT/soak.json``, ``OUT/soak.md``, the manifests and downloaded images (``OUT/phase1-single``,
-``OUT/phase2-failover``) and the server logs (``OUT/logs``); ``--readme README.md`` rewrites the README block
+``OUT/phase2-failover``) and the server logs (``OUT/logs``); ``--readme docs/evidence.md`` rewrites the block
 ``soak-results``. ``--quick``: 6 prompts (the e2e test). Exit status 0 when every check passed, 1 when one failed,
 2 when ComfyUI is not available or the arguments are wrong.
 

@@ -12,14 +12,17 @@ midpoint, centre pixel) it reports:
 * coverage of that 95 % interval: how often it contains the true mean. The true mean E[S] is the same for every
   design (they only change the joint law of the noise), so it is estimated by pooling all designs'
   repetitions, inverse-variance weighted; its error is far below every single interval's width;
-* within-unit correlations: standard and centered pixel correlations (antithetic.md §4) and the correlation of
+* within-unit correlations: standard and centered pixel correlations (Jia et al., arXiv 2506.06185, Table 1) and
+  the correlation of
   the brightness statistic inside pairs/groups/replicates;
 * marginal sanity: mean and std of the per-image brightness and of all pixels, next to iid;
-* an ancestral-sampler check: antithetic initial noise with iid vs mirrored step noise (antithetic.md §1.2);
+* an ancestral-sampler check: antithetic initial noise with iid vs mirrored step noise (Jia et al. §6.3: under a
+  stochastic sampler a pair stays negatively correlated only when the step noise is negated too);
 * the noise generation time ratios of ``noise_timing`` (the NOISE designs vs ``torch.randn``).
 
-Writes ``bench.json`` and ``bench.md`` to ``--out``; ``--readme`` rewrites the block between
-``<!-- BEGIN:bench-results -->`` and ``<!-- END:bench-results -->``. No number is typed by hand.
+Writes ``bench.json`` and ``bench.md`` to ``--out``. Each ``--readme FILE`` (repeatable) gets every block it
+contains rewritten: ``bench-results`` (the full tables, docs/evidence.md), ``bench-headline`` (the front page's
+summary, README.md) and ``noise-timing``. No number is typed by hand.
 """
 
 from __future__ import annotations
@@ -264,7 +267,7 @@ def model_table(res: dict) -> str:
         lines.append(f"Euler ancestral ({res['steps']} steps), brightness: "
                      + "; ".join(f"{k}: efficiency {v['brightness_efficiency']:.2f}, pair corr. "
                                  f"{v['brightness_correlation']:+.2f}" for k, v in anc.items() if k != "iid")
-                     + " (antithetic.md §1.2: the step noise must be mirrored too).")
+                     + " (Jia et al. §6.3: the step noise must be mirrored too).")
     notes = explain(res)
     if notes:
         lines += ["", "Where a design does not beat iid, and why:", "", *notes]
@@ -283,10 +286,47 @@ def markdown(result: dict) -> str:
     ]
     for res in result["models"]:
         parts += [model_table(res), ""]
-    nt = result.get("noise_timing")
-    if nt:
-        parts += ["Noise generation time (from `noise_timing`):", "", nt, ""]
+    if result.get("noise_timing"):
+        parts.append("Noise generation time: see the noise-timing table (measured in the same run).")
     return "\n".join(parts).strip() + "\n"
+
+
+HEADLINE_DESIGNS = ("antithetic", "k4", "rqmc", "rqmc_anti", "masked")
+
+
+def headline(result: dict) -> str:
+    """The front page's summary: the digits model (or the first model), brightness, one line per design."""
+    res = next((r for r in result["models"] if r["model"] == "digits"), result["models"][0])
+    lines = [
+        f"Embedded digits model, {res['sampler']} {res['steps']} steps, mean brightness of N = {res['n_images']} "
+        f"images, {res['reps']} repetitions (`antithetic-sampling bench`; all tables in "
+        "[docs/evidence.md](docs/evidence.md)).",
+        "",
+        "| noise design | brightness correlation inside a pair, group or replicate | 95 % interval narrower than iid | "
+        "efficiency: iid images needed for the same precision (95 % range) | coverage of the 95 % interval |",
+        "|---|---|---|---|---|",
+    ]
+    for name in HEADLINE_DESIGNS:
+        e = res["designs"].get(name)
+        if e is None:
+            continue
+        b = e["stats"]["brightness"]
+        lo, hi = b["efficiency_ci95"]
+        lines.append(f"| {e['label']} | {e['within_unit']['brightness_correlation']:+.2f} | "
+                     f"{_pct(b['ci_width_reduction'])} | {b['efficiency']:.1f}× ({lo:.1f}–{hi:.1f}) | "
+                     f"{b['coverage']:.3f} |")
+    anc = res.get("ancestral", {}).get("rows", {})
+    plain, mirrored = anc.get("antithetic, iid step noise"), anc.get("antithetic, mirrored step noise")
+    lines.append("")
+    if plain and mirrored:
+        lines.append(f"With Euler ancestral (fresh noise every step) a pair's brightness correlation is "
+                     f"{plain['brightness_correlation']:+.2f} when only the starting noise is mirrored and "
+                     f"{mirrored['brightness_correlation']:+.2f} when the step noise is mirrored too "
+                     "(**Antithetic Sampler**). ")
+    lines[-1] += (f"Coverage should be 0.95 ± {2 * res['coverage_mc_se']:.2f} (two Monte-Carlo standard errors at "
+                  f"{res['reps']} repetitions). Masked antithetic negates only half of the noise: it is not meant "
+                  "to narrow a whole-image interval.")
+    return "\n".join(lines)
 
 
 def replace_readme_block(path: pathlib.Path, text: str, name: str = "bench-results") -> bool:
@@ -299,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="antithetic-sampling bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"), help="output folder")
     ap.add_argument("--quick", action="store_true", help="CI setting: fewer repetitions and steps, learned model only")
-    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the bench-results block of this README")
+    ap.add_argument("--readme", type=pathlib.Path, action="append", default=[],
+                    help="markdown file whose bench-results / bench-headline / noise-timing blocks are rewritten "
+                         "(repeatable)")
     ap.add_argument("--models", default=None, help="comma list of digits, analytic (default both; --quick: digits)")
     ap.add_argument("--n", type=int, default=64, help="images per estimate (default 64)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 200; --quick 30)")
@@ -319,26 +361,23 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         m_reps = reps if m == "digits" or args.reps else max(30, reps // 2)
         result["models"].append(run_model(m.strip(), args.n, m_reps, steps, args.sampler, args.seed))
+    from . import noise_timing
+
     if not args.no_timing:
-        result["noise_timing"] = _noise_timing(args.quick)
+        # the same measurement as `antithetic-sampling noise-bench`, published into the same (only) table
+        shapes = {k: v for k, v in noise_timing.SHAPES.items() if k.startswith("SD1.5")} if args.quick else None
+        result["noise_timing"] = noise_timing.measure(repeats=3 if args.quick else 7, shapes=shapes)
     result["seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     text = markdown(result)
+    blocks = {"bench-results": text, "bench-headline": headline(result)}
+    if result.get("noise_timing"):
+        blocks["noise-timing"] = noise_timing.markdown(result["noise_timing"])
     (args.out / "bench.json").write_text(json.dumps(result, indent=2, default=_json_default), encoding="utf-8")
     (args.out / "bench.md").write_text(text, encoding="utf-8")
     print(text)
-    if args.readme and not replace_readme_block(args.readme, text):
-        print(f"warning: no <!-- BEGIN:bench-results --> block in {args.readme}; README left unchanged")
+    noise_timing.write_blocks(args.readme, blocks)
     return 0
-
-
-def _noise_timing(quick: bool) -> str | None:
-    try:
-        from . import noise_timing
-    except ImportError:  # pragma: no cover - the module ships with the pack
-        return None
-    shapes = {k: v for k, v in noise_timing.SHAPES.items() if k.startswith("SD1.5")} if quick else None
-    return noise_timing.markdown(noise_timing.measure(repeats=3 if quick else 5, shapes=shapes))
 
 
 def _json_default(o):

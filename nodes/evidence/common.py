@@ -100,7 +100,7 @@ def unit_pairs(n: int, unit: int) -> np.ndarray:
 
 
 def pair_correlations(view: torch.Tensor, pairs: np.ndarray, center: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Standard and centered Pearson correlation of the flattened images of every pair (antithetic.md §4).
+    """Standard and centered Pearson correlation of the flattened images of every pair (Jia et al., Table 1).
 
     standard: r(x, y) over all pixels; centered: r(x - c, y - c) with c the population-mean image (estimated from
     an independent, larger set of samples; the paper's definition).

@@ -1,10 +1,10 @@
-"""``antithetic-sampling demo``: the README's first command, on the embedded learned digits model.
+"""``antithetic-sampling demo``: the first command of the README (`make demo`), on the embedded digits model.
 
 Generates iid, antithetic-pair, K-group (K = 4) and Sobol RQMC batches from the shipped digits denoiser
 (DPM++ 2M, Karras schedule), then writes to ``--out``:
 
 * ``grid_<design>.png`` image grids (pairs/groups side by side) and ``pairs.png`` (iid pairs vs antithetic pairs);
-* pair correlations, standard and centered (antithetic.md §4; centre = mean image of a separate iid reference
+* pair correlations, standard and centered (Jia et al., Table 1; centre = mean image of a separate iid reference
   batch), pairwise diversity (1 - SSIM, RMSE, Vendi score; ``nodes.methods.diversity``);
 * the brightness estimate with each design's own 95 % CI (``nodes.methods.confidence``) and ``ci.png``;
 * the correlation of the two pair members along the sampling trajectory (``trajectory.png``);

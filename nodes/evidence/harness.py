@@ -17,7 +17,7 @@ Conventions (the same as k-diffusion / ComfyUI's ``KSampler`` internals):
   to rounding. ``euler_ancestral`` (eta = 1) takes ``noise_sampler(sigma, sigma_next) -> [B, *item_shape]``;
   the default draws iid N(0, I) from a private generator seeded by ``seed``. Pass
   ``nodes.methods.step_noise.MirroredStepNoise(x, seed, k=2)`` to mirror the per-step noise inside each
-  antithetic group (antithetic.md §1.2: pairs stay anti-correlated under stochastic samplers only then).
+  antithetic group (Jia et al. §6.3: pairs stay anti-correlated under stochastic samplers only then).
 
 Hooks
 -----

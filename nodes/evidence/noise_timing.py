@@ -133,6 +133,23 @@ def replace_block(path: pathlib.Path, name: str, text: str) -> bool:
     return True
 
 
+def write_blocks(paths, blocks: dict[str, str]) -> set[str]:
+    """Rewrite, in every markdown file of ``paths``, each of ``blocks`` ({name: text}) that the file contains.
+
+    The measured tables live in docs/evidence.md and the headline in README.md; one command can update both.
+    Returns the names written; warns about the blocks that no file had (when files were given).
+    """
+    written: set[str] = set()
+    for path in paths or ():
+        for name, text in blocks.items():
+            if replace_block(pathlib.Path(path), name, text):
+                written.add(name)
+    if paths and not written:
+        print(f"warning: none of the blocks {', '.join(blocks)} found in {', '.join(map(str, paths))}; "
+              "nothing rewritten")
+    return written
+
+
 def publish(out_dir: pathlib.Path, stem: str, result: dict, table: str, readme: pathlib.Path | None,
             block: str) -> None:
     """Write ``<stem>.json`` and ``<stem>.md`` to ``out_dir``, print the table, rewrite the README block."""

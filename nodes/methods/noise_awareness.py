@@ -16,8 +16,8 @@ scores written through x0-estimates in variance-exploding (VE) coordinates, s(x_
     D~ = D_cfg + w * [ (D_c - x_v) - (s_v / s_hat)^2 * (D_hat_c - x_v) ]                                (1)
 
 D_c: conditional x0-estimate at the nominal level s_v, D_hat_c: conditional x0-estimate at s_hat, D_cfg: the
-ordinary CFG result. w = 0 or s_hat = s_v give plain CFG. Guards (required, see the toy analysis in the
-reference notes): one-sided clamp s_hat in [s_v, s_v (1 + max_shift)] (the two-sided form oscillates and
+ordinary CFG result. w = 0 or s_hat = s_v give plain CFG. Guards (required; docs/guidance.md, "Guards", says
+why): one-sided clamp s_hat in [s_v, s_v (1 + max_shift)] (the two-sided form oscillates and
 diverges for w >~ 1 because (s_v/s_hat)^2 explodes when s_hat << s_v), a sigma band, moderate w.
 
 VE coordinates: every ComfyUI parameterisation builds a state as x = a(sigma) x0 + b(sigma) n

@@ -2,7 +2,7 @@
 
 Jia et al., "Antithetic Noise in Diffusion Models", ICLR 2026 (arXiv 2506.06185), extend antithetic pairs to
 RQMC noise designs for uncertainty quantification. The paper's exact construction was not available to us;
-this module implements the design documented in the pack's README:
+this module implements the design documented in the pack's docs/nodes.md:
 
 * Points: the first n = 2^m points of the Sobol' sequence (Joe-Kuo direction numbers via scipy), randomised
   with a random linear matrix scramble plus digital shift (Matousek's LMS + shift, as in scipy) applied to the
