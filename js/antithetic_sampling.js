@@ -287,6 +287,18 @@ function wrapLabel(ctx, text, room) {
   return lines.length ? lines : [""];
 }
 
+// Vue renderer: the chips of a node sit in groups inside one row as wide as the node; a flex item does not shrink
+// below its content by default, so the group holding our chip may shrink (and the chip ends in an ellipsis).
+const VUE_BADGE_CSS = `[data-node-id] :has(> [data-antithetic-badge]) { min-width: 0; flex-shrink: 1; }`;
+
+function installVueBadgeCss() {
+  if (document.getElementById("antithetic-badge-css")) return;
+  const style = document.createElement("style");
+  style.id = "antithetic-badge-css";
+  style.textContent = VUE_BADGE_CSS;
+  document.head.appendChild(style);
+}
+
 let FittedBadge = null;
 
 function fittedBadgeClass() {
@@ -295,6 +307,7 @@ function fittedBadgeClass() {
     constructor(node, options) {
       super(options);
       this.title = options.text; // Vue renderer: an attribute of the chip, i.e. its hover tooltip
+      this["data-antithetic-badge"] = options.warn ? "warn" : "design"; // Vue renderer: hook for VUE_BADGE_CSS
       this.style = {
         display: "block",
         minWidth: "0",
@@ -453,6 +466,10 @@ function showSummary(node, text) {
 
 app.registerExtension({
   name: EXT_NAME,
+
+  setup() {
+    installVueBadgeCss();
+  },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const category = String(nodeData?.category ?? "");
