@@ -7,7 +7,7 @@
 //  2. A design badge above the title bar of every node that carries a noise design (group size K, layout, mask,
 //     RQMC points per replicate, the CI design, the metric pairing), so the designs that must agree can be read
 //     off the canvas at a glance. It is a native LiteGraph node badge, laid out next to ComfyUI's own badges
-//     (node id, node source) instead of on top of them.
+//     (node id, node source) instead of on top of them, and it stays inside its node (see "badges" below).
 //  3. A mismatch warning: the badge turns red and says why when a node's design differs from the noise node
 //     feeding the same sampler (Antithetic Sampler vs Antithetic Latent Noise), or from the noise that made the
 //     batch a confidence interval / metric node measures (for example a CI set to "antithetic pairs" on a batch
@@ -323,6 +323,7 @@ function fittedBadgeClass() {
       hidden("node", node);
       hidden("lines", [options.text]);
       hidden("measuring", false);
+      hidden("roomCache", null);
     }
 
     room() {
@@ -330,6 +331,9 @@ function fittedBadgeClass() {
       const node = this.node;
       const width = node.width ?? node.size?.[0] ?? 0;
       if (typeof node.drawBadges !== "function") return width;
+      // once per canvas frame and width: drawBadges asks for our width more than once per frame
+      const key = `${app.canvas?.frame ?? performance.now()}:${width}`;
+      if (this.roomCache?.key === key) return this.roomCache.room;
       const ctx = offscreenCtx();
       const boxes = [];
       const record = (_x, _y, w) => boxes.push(w);
@@ -347,7 +351,9 @@ function fittedBadgeClass() {
       }
       const GAP = 2;
       const others = boxes.reduce((a, w) => a + w + GAP, 0);
-      return Math.max(MIN_BADGE_ROOM, width - others - GAP);
+      const room = Math.max(MIN_BADGE_ROOM, width - others - GAP);
+      this.roomCache = { key, room };
+      return room;
     }
 
     getWidth(ctx) {

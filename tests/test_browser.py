@@ -928,18 +928,14 @@ def test_run_from_the_ui_shows_images_and_metric_panel(cell, page, console, scre
 
     page.locator('[data-testid="queue-button"]').first.click()
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    # Vue: Save Image shows a batch as one large image with a strip of thumbnails (all 8 loaded or not), so
-    # "shown" is at least one loaded image per node there; the batch size comes from /history below.
-    want_saved = 1 if cell.vue else 8
     while True:
         state = page.evaluate(RESULT_STATE_JS, cell.vue)
         assert not state["dialogs"], f"the run opened a dialog: {state['dialogs']}"
-        if state["panel"] and min(state["saved"]) >= want_saved and state["plot"] >= 1:
+        if state["panel"] and state["saved"] == [8, 8] and state["plot"] >= 1:
             break
         assert time.monotonic() < deadline, f"no result in the UI after {RUN_TIMEOUT_S} s: {state}"
         page.wait_for_timeout(500)
-    if not cell.vue:
-        assert state["saved"] == [8, 8] and state["plot"] == 1, state
+    assert state["plot"] == 1, state
 
     entry = next(iter(cell.server.get_json("/history?max_items=1").values()))
     sent = entry["prompt"][2]
