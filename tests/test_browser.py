@@ -5,12 +5,12 @@ Playwright's Python package (``pip install playwright``; its own browser downloa
 session ``comfy_server`` fixture (ComfyUI on a free loopback port, this pack symlinked into custom_nodes, the
 tiny random SD1.5 checkpoint). Skips with the reason when Chromium, Playwright or ComfyUI is missing.
 
-What it checks, in file order (one browser page for the module):
+What it checks, in file order (one browser page per cell of the matrix below):
 * the frontend starts with our extension registered once (one ``antithetic_sampling.ui`` entry, the script
-  fetched once) and without console errors;
-* the "missing nodes" detector used below does see that dialog (so its silence later means something);
-* every workflow, opened the way a user does (ComfyUI menu -> Browse Templates -> Custom Nodes ->
-  antithetic-sampling -> its card): the pack is listed under Custom Nodes with all six cards and their
+  fetched once), in the cell's renderer and without console errors;
+* the "missing nodes" detector used below does see that warning (so its silence later means something);
+* every workflow, opened the way a user does (templates browser -> the pack's entry -> its card): the pack is
+  listed under Custom Nodes (1.27) / Extensions (newer) with all six cards and their
   thumbnails; loading opens no dialog (missing nodes / models) and logs no console error; the graph equals the
   file (nodes, links, every widget value after the frontend's own round trip); the frontend's own prompt
   conversion equals ``workflows/api/<name>.json``; our design badge on every node that carries a design, drawn
@@ -18,11 +18,13 @@ What it checks, in file order (one browser page for the module):
   no overlapping nodes or groups, no badge over another node or a group title; a screenshot of the whole graph
   (``--update-thumbnails`` turns it into ``workflows/<name>.jpg``);
 * new pack nodes get the category colour and exactly one badge;
+* a long red badge on a narrow node stays inside the node (canvas: wrapped; Vue: ellipsis, full text as title);
 * the mismatch warning turns on (red, with the reason, actually drawn on the canvas) when a design is changed
   (through the graph API in the page) to disagree with its noise node, and off again when it agrees, for the
   metric, the confidence interval and the Antithetic Sampler; a pair metric on an independent batch stays neutral;
 * one workflow run from the UI: antithetic_vs_independent, switched to the tiny checkpoint, 64 px and 2 steps
-  the way a user does it (mouse on the canvas widgets: the checkpoint combo's list, the number prompts), queued
+  (bundled canvas: the way a user does it, mouse on the canvas widgets: the checkpoint combo's list, the number
+  prompts), queued
   with the Run button; both image batches show in their Save Image nodes, the metric node shows its plot and our
   summary panel with exactly the text the server put in ``/history``; the panel is neither saved in the
   workflow nor sent with the prompt.
@@ -727,9 +729,10 @@ def test_missing_node_dialog_is_detected(page, console):
 @pytest.mark.parametrize("name", NAMES)
 def test_template_loads_cleanly(name, cell, page, console, screenshots, request):
     cell.skip_unless_shown()
-    update = request.config.getoption("--update-thumbnails") and cell.name == "bundled-canvas"
+    updating = request.config.getoption("--update-thumbnails")  # thumbnails may be missing or stale meanwhile
+    update = updating and cell.name == "bundled-canvas"  # written from one cell: the bundled canvas
     mark = console.mark()
-    load_from_templates(page, cell, name, check_thumbnail=not update)
+    load_from_templates(page, cell, name, check_thumbnail=not updating)
 
     assert problems(page) == [], f"{name}: a dialog or error opened on load (missing nodes or models?)"
 
