@@ -172,7 +172,7 @@ class PairDiversityMetric(io.ComfyNode):
                 io.Float.Output("clip_distance", display_name="clip_distance", tooltip="Mean CLIP cosine distance over pairs; -1 when no clip_vision."),
                 io.Float.Output("vendi", display_name="vendi", tooltip="Vendi score of the whole batch (effective number of distinct images)."),
                 io.String.Output("report", display_name="report", tooltip="Markdown table: headline metrics (and reference change) plus every pair."),
-                io.Image.Output("plot", display_name="plot", tooltip="Correlation heatmap (pairs outlined) and per-pair bars; reference beside it."),
+                io.Image.Output("plot", display_name="plot", tooltip="Every pair as a dot: centered correlation vs 1 - SSIM (top left = more different); reference pairs in grey, batch means marked."),
             ],
         )
 
