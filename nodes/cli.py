@@ -13,10 +13,13 @@ from . import cli_args
 # command -> (module relative to this package, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("evidence.demo", "main", "generate iid / antithetic / K-group / RQMC batches from the embedded model; plots + report"),
-    "bench": ("evidence.bench", "main", "measured claims: efficiency, CI width, coverage, correlations, timings -> JSON + README table"),
-    "train": ("evidence.train", "main", "retrain the embedded digits denoiser (seeded, CPU)"),
+    "bench": ("evidence.bench", "main", "measured claims: efficiency, CI width, coverage, correlations, timings -> JSON + docs/evidence.md tables + README headline"),
+    "train": ("evidence.train", "main", "retrain the embedded digits denoiser or its noise-awareness variant (seeded, CPU; new folder unless --install)"),
     "noise-bench": ("evidence.noise_timing", "main", "noise generation time of each NOISE design vs torch.randn"),
     "guidance-bench": ("evidence.guidance_bench", "main", "Noise Awareness Guidance: noise shift, sample quality, cost"),
+    "guidance-h2h": ("evidence.guidance_h2h", "main",
+                     "Noise Awareness Guidance: the paper's method vs training-free stand-ins, held-out verdicts"),
+    "estimate-bench": ("evidence.estimate_bench", "main", "images needed to reach a target CI half-width per design (estimate procedure)"),
     "metric-bench": ("evidence.metric_bench", "main", "Pair Diversity Metric / CI node timings"),
     "soak": ("api_client.soak", "main", "soak test of the batch-queue client against real ComfyUI servers"),
     "sync-workflows": ("api_client.sync_workflows", "main", "regenerate the API-format copies of workflows/"),

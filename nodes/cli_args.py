@@ -44,6 +44,9 @@ def _demo() -> argparse.ArgumentParser:
     ap.add_argument("--n", type=int, default=None, help="images per design (default 64; --quick 16)")
     ap.add_argument("--steps", type=int, default=None, help="sampler steps (default 12; --quick 6)")
     ap.add_argument("--sampler", default="dpmpp_2m", choices=SAMPLERS, help="sampler (default dpmpp_2m)")
+    ap.add_argument("--weights", type=pathlib.Path, default=None,
+                    help="folder with digits_denoiser.{safetensors,json} (default: the shipped weights); "
+                         "refused when the weights' sha256 differs from the one in their config")
     return ap
 
 
@@ -68,12 +71,26 @@ def _bench() -> argparse.ArgumentParser:
 
 def _train() -> argparse.ArgumentParser:
     ap = _new("train", "Retrain the embedded digits denoiser (seeded, CPU, single thread) on scikit-learn's bundled "
-                       "handwritten digits.")
-    ap.add_argument("--out", default=None, help="output folder (default: the shipped weights folder)")
-    ap.add_argument("--steps", type=int, default=20000, help="optimizer steps (default 20000, as shipped)")
+                       "handwritten digits, or its noise-awareness variant (noise-condition dropout) and the "
+                       "noise-level regressor g(sigma|x).")
+    ap.epilog = ("Writes to a new folder under ./trained_weights unless --out is given; the shipped weights are "
+                 "replaced only with --install.")
+    ap.add_argument("--model", choices=["denoiser", "nag"], default="denoiser",
+                    help="denoiser: the embedded digits denoiser (from scratch); nag: its noise-condition-dropout "
+                         "variant (fine-tuned from the shipped denoiser) and the noise-level regressor g(sigma|x)")
+    ap.add_argument("--out", default=None,
+                    help="output folder (default: a new folder trained_weights/<model>-<UTC time>)")
+    ap.add_argument("--install", action="store_true",
+                    help="after training, replace the shipped weights (and their recorded hash and validation loss)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="optimizer steps (default: denoiser 20000 as shipped; nag: as shipped for the dropout "
+                         "fine-tune and for the regressor, see the weights' json)")
     ap.add_argument("--batch", type=int, default=256, help="images per optimizer step (default 256)")
-    ap.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate, cosine-decayed (default 0.002)")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="peak Adam learning rate, cosine-decayed (default 0.002; nag fine-tune 0.001)")
     ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and noise (default 0)")
+    ap.add_argument("--dropout", type=float, default=0.15,
+                    help="nag: share of items trained with the 'no level' token (default 0.15; the paper: 10-20 %%)")
     return ap
 
 
@@ -84,7 +101,9 @@ def _noise_bench() -> argparse.ArgumentParser:
     ap.add_argument("--quick", action="store_true", help="SD1.5 shapes only, 3 repeats")
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"),
                     help="output folder for noise_timing.json and .md (default bench_out)")
-    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the noise-timing block of this markdown file")
+    ap.add_argument("--readme", type=pathlib.Path,
+                    help="rewrite the noise-timing block (with --sobol-scaling: the sobol-scaling block) of this "
+                         "markdown file")
     ap.add_argument("--sobol-scaling", action="store_true",
                     help="instead: time and peak memory of Sobol RQMC (SD1.5, full mode) at 8, 64, 1024 and 4096 "
                          "points per replicate, each in a fresh process")
@@ -121,6 +140,45 @@ def _metric_bench() -> argparse.ArgumentParser:
     return ap
 
 
+def _guidance_h2h() -> argparse.ArgumentParser:
+    ap = _new("guidance-h2h", "Noise Awareness Guidance head-to-head on the embedded digits model: the paper's method "
+                              "(noise-condition dropout and the level regressor) against training-free stand-ins and "
+                              "core Epsilon Scaling, defaults chosen on one half of the seeds and judged on the other.")
+    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"), help="output folder")
+    ap.add_argument("--quick", action="store_true", help="CI setting: 2 settings, 4 seeds, 24 images")
+    ap.add_argument("--readme", type=pathlib.Path, action="append", default=[],
+                    help="rewrite the guidance-h2h block of this markdown file (repeatable)")
+    ap.add_argument("--summary", type=pathlib.Path, action="append", default=[],
+                    help="rewrite the guidance-h2h-summary block (the two result sentences) of this file (repeatable)")
+    ap.add_argument("--n", type=int, default=None, help="images per seed (default 256; --quick 24)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds, split in halves (default 16; --quick 4)")
+    ap.add_argument("--seed", type=int, default=0, help="base seed of the initial and step noise")
+    ap.add_argument("--weights", type=pathlib.Path, default=None,
+                    help="folder with the level-dropout denoiser and the regressor (default: the shipped ones)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--from-json", type=pathlib.Path, default=None,
+                    help="re-derive the selection and the table from a guidance_h2h.json of an earlier run (no sampling; "
+                         "the shipped defaults are read from the code now)")
+    return ap
+
+
+def _estimate_bench() -> argparse.ArgumentParser:
+    ap = _new("estimate-bench", "Images the estimate procedure needs to reach a target confidence-interval half-width, "
+                                "per noise design and estimator, with the coverage of its final interval (in-process, "
+                                "embedded digits model).")
+    ap.add_argument("--pool", type=int, default=131072, help="images per design pool (default 131072)")
+    ap.add_argument("--reps", type=int, default=200, help="reported repetitions per control-variate row (default 200)")
+    ap.add_argument("--design-reps", type=int, default=1000, help="reported repetitions per design-alone row")
+    ap.add_argument("--tune-reps", type=int, default=300, help="tuning repetitions per row and rule setting")
+    ap.add_argument("--max-images", type=int, default=20000, help="image budget of one estimate")
+    ap.add_argument("--seed", type=int, default=0, help="base seed of the pools' noise (default 0)")
+    ap.add_argument("--quick", action="store_true", help="smoke setting: pools of 8192 images, 20 repetitions")
+    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"),
+                    help="output folder for the pools, JSON and markdown (default bench_out)")
+    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the estimate-results block of this README")
+    return ap
+
+
 PARSERS = {
     "demo": _demo,
     "bench": _bench,
@@ -128,6 +186,8 @@ PARSERS = {
     "noise-bench": _noise_bench,
     "guidance-bench": _guidance_bench,
     "metric-bench": _metric_bench,
+    "guidance-h2h": _guidance_h2h,
+    "estimate-bench": _estimate_bench,
 }
 
 

@@ -108,7 +108,9 @@ def guider_overrides(guider_cls) -> set[str]:
     """Which of CFGGuider's sampling methods ``guider_cls`` overrides (the shims above assume: predict_noise, sample)."""
     base = cfg_guider_class()
     names = ("predict_noise", "sample", "outer_sample", "inner_sample", "outer_predict_noise", "__call__")
-    return {n for n in names if getattr(guider_cls, n, None) is not getattr(base, n, None)}
+    mro = guider_cls.__mro__
+    own = mro[:mro.index(base)] if base in mro else mro
+    return {n for n in names if any(n in vars(c) for c in own)}
 
 
 # ----------------------------------------------------------------------------------------- latents

@@ -357,54 +357,22 @@ def shift_summary(log: list[dict]) -> dict:
             "batched_probe_steps": batched}
 
 
-def render_shift_plot(summary: dict, title: str, width: int = 640, height: int = 360) -> torch.Tensor:
-    """sigma_hat / sigma per step as an IMAGE [1, H, W, 3] (PIL-drawn): mean line, per-image range, 1.0 line."""
-    import numpy as np
-    from PIL import Image, ImageDraw
+def render_shift_plot(summary: dict, title: str, width: int = 640, height: int = 480) -> torch.Tensor:
+    """sigma_hat / sigma per step as an IMAGE [1, H, W, 3] (matplotlib, ``methods.plots.noise_shift_plot``): batch
+    mean, per-image range, corrected steps, the line at 1 and the steps inside the guidance band shaded."""
+    from .methods import plots
 
-    img = Image.new("RGB", (width, height), (255, 255, 255))
-    dr = ImageDraw.Draw(img)
-    left, right, top, bottom = 60, width - 20, 30, height - 40
-    pts = [s for s in summary["steps"] if s["ratio_mean"] is not None]
-    vals = [v for s in pts for v in (s["ratio_min"], s["ratio_max"])] + [1.0]
-    lo, hi = min(vals), max(vals)
-    pad = max(0.02, 0.1 * (hi - lo))
-    lo, hi = lo - pad, hi + pad
-    n = max((s["step"] for s in summary["steps"]), default=0)
-
-    def px(step, v):
-        x = left + (right - left) * (step / n if n else 0.5)
-        y = bottom - (bottom - top) * (v - lo) / (hi - lo)
-        return x, y
-
-    dr.rectangle([left, top, right, bottom], outline=(0, 0, 0))
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        _, y = px(0, v)
-        dr.line([left - 4, y, left, y], fill=(0, 0, 0))
-        dr.text((4, y - 6), f"{v:.3f}", fill=(0, 0, 0))
-    _, y1 = px(0, 1.0)
-    dr.line([left, y1, right, y1], fill=(150, 150, 150))
-    for s in pts:
-        x, ya = px(s["step"], s["ratio_min"])
-        _, yb = px(s["step"], s["ratio_max"])
-        dr.line([x, ya, x, yb], fill=(160, 190, 230), width=3)
-        if s["corrected"]:
-            dr.ellipse([x - 5, yb - 12, x + 5, yb - 2], outline=(200, 60, 60))
-    line = [px(s["step"], s["ratio_mean"]) for s in pts]
-    if len(line) > 1:
-        dr.line(line, fill=(30, 80, 180), width=2)
-    for x, y in line:
-        dr.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(30, 80, 180))
-    for s in summary["steps"]:
-        x, _ = px(s["step"], lo)
-        if n <= 30 or s["step"] % max(1, n // 15) == 0:
-            dr.text((x - 4, bottom + 4), str(s["step"]), fill=(0, 0, 0))
-    dr.text((left, 8), title, fill=(0, 0, 0))
-    dr.text((left, height - 18), "step  (blue: mean sigma_hat/sigma, bars: per-image range, red: corrected)",
-            fill=(80, 80, 80))
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr)[None]
+    steps = summary["steps"]
+    lo_band, hi_band = summary.get("band", (None, None))
+    band = [s["step"] for s in steps if s["step"] > 0 and lo_band is not None and s.get("level") is not None
+            and lo_band <= s["level"] <= hi_band]
+    curve = {"step": [s["step"] for s in steps], "ratio": [s["ratio_mean"] for s in steps],
+             "low": [s["ratio_min"] for s in steps], "high": [s["ratio_max"] for s in steps],
+             "corrected": [bool(s["corrected"]) for s in steps]}
+    band_label = (f"guidance band (σ/α {lo_band:g}–{hi_band:g})" if lo_band is not None else "guidance band")
+    fig = plots.noise_shift_plot({"σ̂/σ": curve}, title, band_steps=band, band_label=band_label,
+                                 sigmas=[s["sigma"] for s in steps], size=(width, height))
+    return plots.to_image_tensor(fig)
 
 
 # --------------------------------------------------------------------------------------------- node inputs
@@ -576,7 +544,8 @@ class NoiseShiftProbe(io.ComfyNode):
         summary.update({"sampler": sampler_name, "scheduler": scheduler, "num_steps": steps, "cfg": cfg,
                         "awareness_scale": awareness_scale, "level_estimator": level_estimator,
                         "band": [sigma_end, sigma_start], "max_level_shift": max_level_shift})
-        title = f"noise shift: {sampler_name}/{scheduler}, {steps} steps, w={awareness_scale:g}, {level_estimator}"
+        title = (f"Does the sampler drift? σ̂/σ per step\n{sampler_name}/{scheduler}, {steps} steps, "
+                 f"w={awareness_scale:g}, {level_estimator}")
         plot = render_shift_plot(summary, title)
         text = json.dumps(summary, indent=1)
         return io.NodeOutput(plot, text, out, ui=ui.PreviewText(text))

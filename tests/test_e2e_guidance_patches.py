@@ -18,6 +18,9 @@ pytestmark = pytest.mark.e2e
 STEPS = 3
 APG = {"class_type": "APG", "inputs": {"model": "@model", "eta": 0.0, "norm_threshold": 1.0, "momentum": 0.0}}
 PAG = {"class_type": "PerturbedAttentionGuidance", "inputs": {"model": "@model", "scale": 2.0}}
+EPS = {"class_type": "Epsilon Scaling", "inputs": {"model": "@model", "scaling_factor": 1.01}}
+TONEMAP = {"class_type": "LatentOperationTonemapReinhard", "inputs": {"multiplier": 0.5}}
+LATENT_OP_CFG = {"class_type": "LatentApplyOperationCFG", "inputs": {"model": "@model", "operation": ["tonemap", 0]}}
 FRESCA = {"class_type": "FreSca", "inputs": {"model": "@model", "scale_low": 1.0, "scale_high": 1.5,
                                              "freq_cutoff": 2}}
 
@@ -50,12 +53,13 @@ def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("patches", [["APG"], ["PAG"], ["APG", "PAG"]])
+@pytest.mark.parametrize("patches", [["APG"], ["PAG"], ["APG", "PAG"], ["EPS", "LATENT_OP_CFG"]])
 def test_w0_equals_the_chain_without_our_correction(comfy_server, comfy_graph, patches):
-    """KSampler / CFGGuider on an APG and/or PAG model vs the guided KSampler, the probe (measuring, w = 0) and the
-    guider at w = 0 on the same model: identical images, bit for bit."""
-    seed = {"APG": 51, "PAG": 52, "APG+PAG": 53}["+".join(patches)]
-    spec = {"APG": APG, "PAG": PAG}
+    """KSampler / CFGGuider on an APG and/or PAG model (and on Epsilon Scaling + LatentApplyOperationCFG) vs the
+    guided KSampler, the probe (measuring, w = 0) and the guider at w = 0 on the same model: identical images, bit
+    for bit."""
+    seed = {"APG": 51, "PAG": 52, "APG+PAG": 53, "EPS+LATENT_OP_CFG": 54}["+".join(patches)]
+    spec = {"APG": APG, "PAG": PAG, "EPS": EPS, "LATENT_OP_CFG": LATENT_OP_CFG}
     guider = {"class_type": "NoiseAwarenessGuider",
               "inputs": {"model": "@model", "positive": "@positive", "negative": "@negative", "cfg": 4.0, **_aw(0.0)}}
     extra = {
@@ -70,6 +74,7 @@ def test_w0_equals_the_chain_without_our_correction(comfy_server, comfy_graph, p
                                 "sigmas": "@sigmas", "latent_image": "@latent"}},
         **_save("core", ["core", 0]), **_save("guided0", ["guided0", 0]), **_save("probe0", ["probe0", 2]),
         **_save("probe0c", ["probe0c", 2]), **_save("core_adv", ["core_adv", 0]),
+        "tonemap": TONEMAP,
     }
     graph = comfy_graph(seed=seed, batch_size=2, steps=STEPS, guider=guider, extra_nodes=extra,
                         model_patches=[spec[p] for p in patches])
@@ -86,12 +91,14 @@ def test_w0_equals_the_chain_without_our_correction(comfy_server, comfy_graph, p
 @pytest.mark.parametrize("estimator", ["sure_residual", "calibrated_residual"])
 def test_first_step_estimate_ignores_pre_cfg_hooks(comfy_server, comfy_graph, estimator):
     """The first state is built at exactly its nominal level; its level estimate comes from raw outputs, so adding
-    APG or FreSca (pre-CFG hooks that rewrite the conditional output) leaves it unchanged, to the last bit."""
+    APG, FreSca or LatentApplyOperationCFG (pre-CFG hooks that rewrite the conditional output) leaves it unchanged,
+    to the last bit."""
     seed = 61 if estimator == "sure_residual" else 62
     ratios = {}
-    for name, patches in (("plain", []), ("apg", [APG]), ("fresca", [FRESCA]), ("apg_pag", [APG, PAG])):
+    for name, patches in (("plain", []), ("apg", [APG]), ("fresca", [FRESCA]), ("apg_pag", [APG, PAG]),
+                          ("latent_op", [LATENT_OP_CFG])):
         extra = {"probe": {"class_type": "NoiseShiftProbe", "inputs": {**_ks(seed), **_aw(1.0, estimator)}},
-                 "show": {"class_type": "PreviewImage", "inputs": {"images": ["probe", 0]}}}
+                 "show": {"class_type": "PreviewImage", "inputs": {"images": ["probe", 0]}}, "tonemap": TONEMAP}
         graph = comfy_graph(seed=seed, batch_size=2, steps=STEPS, save=False, extra_nodes=extra,
                             model_patches=patches)
         hist = comfy_server.run(graph)
@@ -103,5 +110,5 @@ def test_first_step_estimate_ignores_pre_cfg_hooks(comfy_server, comfy_graph, es
         ratios[name] = first["noise_fraction"] if estimator == "sure_residual" else first["ratio"]
     assert all(r is not None for v in ratios.values() for r in v), ratios
     assert ratios["apg"] == ratios["plain"] and ratios["fresca"] == ratios["plain"], ratios
-    assert ratios["apg_pag"] == ratios["plain"], ratios
+    assert ratios["apg_pag"] == ratios["plain"] and ratios["latent_op"] == ratios["plain"], ratios
 

@@ -212,6 +212,9 @@ def test_any_subset_of_points_matches_the_whole_replicate():
     pick = [63, 0, 17, 17, 40]
     assert torch.equal(ScrambledSobol(200, 6, seed=9, replicate=3).normals(pick), whole[pick])
     assert torch.equal(sob.cells(pick), sob.cells(range(64))[pick])
+    # a consecutive run not aligned to the digit periods takes the vectorised path with per-row masks
+    assert torch.equal(sob.normals(range(5, 21)), whole[5:21])
+    assert torch.equal(sob.words(range(5, 21)), torch.stack([sob.words([k])[0] for k in range(5, 21)]))
 
 
 def test_lower_digits_from_random_bits_are_uniform_within_each_cell():
@@ -233,8 +236,8 @@ def test_only_the_requested_points_are_formed(monkeypatch):
     """Work (and memory) grows with the batch, not with points_per_replicate: at the widget maximum 4096 a batch
     of 2 SD1.5 latents forms 2 points, never the whole 4096 x 16384 net."""
     formed = []
-    real = ScrambledSobol._half_ints
-    monkeypatch.setattr(ScrambledSobol, "_half_ints", lambda self, pts: formed.append(len(pts)) or real(self, pts))
+    real = ScrambledSobol.words
+    monkeypatch.setattr(ScrambledSobol, "words", lambda self, pts: formed.append(len(pts)) or real(self, pts))
     z = sobol_rqmc_noise((2, 4, 64, 64), seed=1, points_per_replicate=4096, mode="full", batch_index=[4095, 7])
     assert formed == [2] and torch.isfinite(z).all()
     full = sobol_rqmc_noise((8, 4, 8, 8), seed=1, points_per_replicate=4096)
@@ -257,3 +260,16 @@ def test_spectral_widget_maximum_succeeds_on_4_channels_and_16_channels_are_refu
     assert torch.isfinite(z).all()
     with pytest.raises(ValueError, match=r"spectral_coefficients = 5300 .* 16-channel .* at most 1325"):
         sobol_rqmc_noise((2, 16, 128, 128), seed=0, points_per_replicate=2, mode="spectral", spectral_coefficients=5300)
+
+
+@pytest.mark.slow
+def test_sobol_scaling_bench_reports_time_and_memory_per_cell():
+    """One fresh process (torch import: a few seconds) at the widget maximum."""
+    from antithetic_sampling.nodes.evidence import noise_timing
+
+    res = noise_timing.sobol_scaling(points=(4096,), batches=(2,), repeats=1)
+    assert [(r["points_per_replicate"], r["batch"]) for r in res["rows"]] == [(4096, 2)]
+    for r in res["rows"]:
+        assert r["best_s"] > 0 and r["randn_s"] > 0 and r["peak_rss_increase_mb"] >= 0
+    table = noise_timing.scaling_markdown(res)
+    assert table.startswith("| points per replicate | batch |") and "| 4096 | 2 |" in table

@@ -152,3 +152,18 @@ def test_map_latent_samples_rejects_non_tensor():
 def test_generator_validates_design():
     with pytest.raises(ValueError, match="group_size"):
         AntitheticNoiseGenerator(0, group_size=1)
+
+
+def test_noise_objects_note_the_batch_index_for_the_sampler():
+    """Core hands a SAMPLER no latent: the NOISE objects note the batch_index of the latent they just generated
+    noise for, per (seed, batch size), and the mirrored sampler recalls it."""
+    from antithetic_sampling.nodes.noise_objects import recall_batch_index
+
+    AntitheticNoiseGenerator(41).generate_noise({"samples": torch.zeros(2, 4, 4, 4), "batch_index": [2, 3]})
+    assert recall_batch_index(41, 2) == (2, 3)
+    AntitheticNoiseGenerator(41).generate_noise({"samples": torch.zeros(2, 4, 4, 4)})
+    assert recall_batch_index(41, 2) is None  # a later plain batch overrides the slice
+    SobolRQMCNoiseGenerator(42, points_per_replicate=2).generate_noise(
+        {"samples": torch.zeros(1, 4, 4, 4), "batch_index": [5]})
+    assert recall_batch_index(42, 1) == (5,)
+    assert recall_batch_index(43, 1) is None and recall_batch_index(None, 1) is None

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import torch
 from antithetic_sampling.nodes.methods import noise_awareness as na
-from antithetic_sampling.nodes.methods.antithetic import antithetic_noise
+from antithetic_sampling.nodes.methods.antithetic import antithetic_noise, incomplete_groups
 from antithetic_sampling.nodes.methods.confidence import image_statistic
-from antithetic_sampling.nodes.methods.diversity import pair_diversity, validate_images, vendi_score
+from antithetic_sampling.nodes.methods.diversity import (
+    cosine_similarity_matrix,
+    gaussian_window,
+    pair_diversity,
+    validate_images,
+    vendi_score,
+)
 from antithetic_sampling.nodes.methods.keyed_rng import keyed_generator, keyed_seed
 from antithetic_sampling.nodes.methods.sobol_rqmc import sobol_rqmc_noise
 from antithetic_sampling.nodes.methods.step_noise import MirroredStepNoise
@@ -114,3 +120,32 @@ def test_images_in_0_to_255_are_refused_naming_the_input():
     with pytest.raises(ValueError, match=r"images: pixel values reach"):
         image_statistic(images.numpy())
     assert validate_images(images / 255).shape == images.shape  # 0..1 passes
+
+
+def test_cosine_similarity_matrix_refuses_empty_features():
+    with pytest.raises(ValueError, match=r"features must be \[N, D\]"):
+        cosine_similarity_matrix(torch.zeros(0, 3))
+
+
+@pytest.mark.parametrize("size, sigma, name", [(0, 1.5, "size"), (2.5, 1.5, "size"), (11, float("nan"), "sigma"),
+                                               (11, 0.0, "sigma")])
+def test_gaussian_window_refuses_bad_size_and_sigma(size, sigma, name):
+    with pytest.raises(ValueError, match=f"{name} must be"):
+        gaussian_window(size, sigma)
+
+
+def test_sobol_refuses_an_empty_batch_and_a_non_integer_spectral_count():
+    with pytest.raises(ValueError, match="B >= 1"):
+        sobol_rqmc_noise((0, 4, 4, 4), 0)
+    with pytest.raises(ValueError, match="spectral_coefficients must be an integer"):
+        sobol_rqmc_noise((2, 4, 4, 4), 0, mode="spectral", spectral_coefficients=float("nan"))
+
+
+def test_incomplete_groups_refuses_a_bad_group_size():
+    with pytest.raises(ValueError, match="group_size must be an integer between 2"):
+        incomplete_groups(4, 1, "interleaved")
+
+
+def test_guide_refuses_nan_min_excess():
+    with pytest.raises(ValueError, match="min_excess must be a finite number"):
+        na.NoiseAwarenessGuide(min_excess=float("nan"))

@@ -5,8 +5,11 @@ Examples (the pack's example workflows; NODE is a node id, title or class)::
     antithetic-queue workflows/api/antithetic_vs_independent.json --sweep "Antithetic Latent Noise.noise_seed=0..99" --out runs/seeds
     antithetic-queue workflows/k_antithetic_gallery.json --set BasicScheduler.steps=4 --sweep 8.group_size=2,4 --repeat 2 --repeat-seed-stride 1000
     antithetic-queue workflows/api/sobol_rqmc_estimate.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep "Sobol RQMC Latent Batch.noise_seed=0..999"
-    antithetic-queue workflows/k_antithetic_gallery.json --sweep AntitheticLatentNoise.layout=interleaved,blocked --dry-run
+    antithetic-queue workflows/k_antithetic_gallery.json --sweep AntitheticLatentNoise.layout=interleaved,halves --dry-run
     antithetic-queue workflows/api/antithetic_vs_independent.json --ray auto --comfyui /opt/ComfyUI --sweep "Antithetic Latent Noise.noise_seed=0..9999"
+
+To estimate a statistic to a target half-width instead (queues prompts until the interval is narrow enough):
+`antithetic-queue estimate WORKFLOW --target 0.002 --out runs/brightness`; see `antithetic-queue estimate --help`.
 
 --server: ComfyUI servers you already run. --ray: one ComfyUI per GPU of a Ray cluster, started (and restarted when
 it dies) by Ray; the same scheduling, manifest and resume as --server (pip install 'antithetic-sampling[ray]').
@@ -177,7 +180,7 @@ def prepare(args: argparse.Namespace, servers: list[str | Server]):
             nid = resolve_node(prompt, t.node)
             if t.input not in prompt[nid].get("inputs", {}):
                 classes.add(prompt[nid]["class_type"])
-        if classes and object_info is None and not args.dry_run:
+        if classes and object_info is None and (args.server or not args.dry_run):  # a dry run asks only a given server
             srv = _first_live(servers)
             object_info = {}
             for cls in sorted(classes):
@@ -212,6 +215,10 @@ def _raise_interrupt(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["estimate"]:  # `antithetic-queue estimate WORKFLOW --target ...` (see estimate.py)
+        from .estimate import main as estimate_main
+
+        return estimate_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     if args.ray is not None and args.server:

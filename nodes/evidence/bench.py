@@ -320,7 +320,7 @@ def headline(result: dict) -> str:
     lines.append("")
     if plain and mirrored:
         lines.append(f"With Euler ancestral (fresh noise every step) a pair's brightness correlation is "
-                     f"{plain['brightness_correlation']:+.2f} when only the starting noise is mirrored and "
+                     f"{plain['brightness_correlation']:+.2f} when only the starting noise is negated and "
                      f"{mirrored['brightness_correlation']:+.2f} when the step noise is mirrored too "
                      "(**Antithetic Sampler**). ")
     lines[-1] += (f"Coverage should be 0.95 ± {2 * res['coverage_mc_se']:.2f} (two Monte-Carlo standard errors at "

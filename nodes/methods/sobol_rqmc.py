@@ -12,7 +12,11 @@ this module implements the design documented in the pack's docs/nodes.md:
   nested scramble gives there). Each scrambled point is uniform on the unit cube, so each item is exactly
   N(0, I) after
 
-      z = Phi^{-1}(clip(u, 1e-10, 1 - 1e-10)).
+      z = Phi^{-1}(u) = sqrt(2) erfinv(2u - 1).
+
+* Cost: a value is one 32-bit word, its top m bits the scrambled cell and the rest random bits, u = (word + 1/2)
+  / 2^32. The scramble is linear over GF(2), so any point is formed from its index bits without the others:
+  time and memory grow with the batch, never with 2^m (``ScrambledSobol``).
 
 * Batch = R replicates x n points; item i is point i % n of replicate i // n. Replicates are independent
   scramblings (keyed on (seed, replicate)), so replicate means are iid and give a Student-t confidence
@@ -40,6 +44,7 @@ import torch
 
 from .antithetic import resolve_indices
 from .keyed_rng import STREAM_SOBOL_FILL, STREAM_SOBOL_LOW_DIGITS, STREAM_SOBOL_SCRAMBLE, keyed_generator, keyed_seed
+from .validation import check_int
 
 MAX_SOBOL_DIM = 21201
 # Widget maximum of spectral_coefficients: the most a 4-channel latent (SD1.5/SDXL) can take (16 channels: 1325).
@@ -55,6 +60,9 @@ DIRECTION_CACHE_BYTES = 16 << 20
 _direction_cache: OrderedDict[int, torch.Tensor] = OrderedDict()
 # Points generated at once per replicate: bounds the int32/float temporaries to a few x 2^21 values.
 CHUNK_VALUES = 1 << 21
+INT32_MIN = -(1 << 31)
+# Outside 0.02 < u < 0.98, 2u - 1 in float32 would cost erfinv more than ~2 ulps of z: redone in float64.
+TAIL_Z = 2.0537  # |Phi^{-1}(0.02)|
 
 
 def direction_numbers(dim: int) -> torch.Tensor:
@@ -139,70 +147,108 @@ class ScrambledSobol:
     def __init__(self, dim: int, m: int, seed: int, replicate: int, stream: int = 0):
         self.dim, self.m = dim, m
         bits = np.random.PCG64(keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate))
-        words = _random_words(bits, (m + 1) * dim).reshape(m + 1, dim)
-        n = 1 << m
-        self.shift = words[m] & (n - 1)
+        raw = bits.random_raw(((m + 1) * dim + 1) // 2).view(np.uint32)[: (m + 1) * dim].reshape(m + 1, dim)
+        shift = raw[m] & np.uint32((1 << m) - 1)
         # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it.
-        cols = [(words[level] & ((1 << (m - 1 - level)) - 1)) | (1 << (m - 1 - level)) for level in range(m)]
-        v = direction_numbers(dim)[:m] >> (MAX_DIGITS - m) if m else torch.zeros((0, dim), dtype=torch.int32)
-        w = torch.zeros((m, dim), dtype=torch.int32)
-        for level in range(m):  # W_j = L V_j: add column `level` where digit `level` of V_j is set
-            w ^= (-((v >> (m - 1 - level)) & 1)) & cols[level]
-        self.w = w
+        pos = np.arange(m - 1, -1, -1, dtype=np.uint32)[:, None]
+        self._cols = (raw[:m] & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)  # [m, dim]
+        self._pos = pos
+        self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
+        self._up = np.uint32(32 - m) if m else np.uint32(0)
+        self._w: dict[int, np.ndarray] = {}
+        self._top_w: dict[int, torch.Tensor] = {}
+        self.shift = torch.from_numpy(shift.view(np.int32))
+        # The shift moved to the top m bits of a 32-bit word (below them go the random lower digits).
+        self.top_shift = torch.from_numpy((shift << self._up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
+        self.low_mask = (1 << (32 - m)) - 1 if m else -1
         self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
+
+    def scrambled_direction(self, j: int) -> np.ndarray:
+        """W_j = L V_j (uint32 [dim]), formed on first use: a batch of B consecutive points needs only the
+        j < log2(B) + 1 of them, so the setup does not grow with 2^m."""
+        w = self._w.get(j)
+        if w is None:
+            digits = (self._v[j][None, :] >> self._pos) & np.uint32(1)  # [m, dim], most significant digit first
+            w = np.bitwise_xor.reduce(np.where(digits.astype(bool), self._cols, np.uint32(0)), axis=0)
+            self._w[j] = w = w.astype(np.uint32)
+        return w
+
+    def top_direction(self, j: int) -> torch.Tensor:
+        """W_j moved to the top m bits of the word, int32 [dim] (cached)."""
+        t = self._top_w.get(j)
+        if t is None:
+            self._top_w[j] = t = torch.from_numpy((self.scrambled_direction(j) << self._up).view(np.int32))
+        return t
 
     def cells(self, points: Sequence[int]) -> torch.Tensor:
         """Scrambled cell index (top m digits) of each point, int32 [len(points), dim]."""
         idx = torch.as_tensor(list(points), dtype=torch.int64)
         out = self.shift.expand(len(idx), self.dim).clone()
         for j in range(self.m):
-            out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & self.w[j]
+            out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & torch.from_numpy(self.scrambled_direction(j).view(np.int32))
         return out
 
-    def _lower_bits(self, points: Sequence[int]) -> torch.Tensor:
-        """32 uniform bits per value of each point, int32 [len(points), dim] (only the low 32 - m are used)."""
-        words = (self.dim + 1) // 2
+    def words(self, points: Sequence[int]) -> torch.Tensor:
+        """Each value as a 32-bit word, int32 [len(points), dim]: the point u = (word as unsigned + 1/2) / 2^32.
+
+        Top m bits: the scrambled cell (shift XOR the W_j of the point's set bits); the other 32 - m bits: the
+        lower digits, uniform random bits from the point's stretch of the PCG64 stream."""
+        per_point = (self.dim + 1) // 2
+        points = [int(p) for p in points]
+        if self.dim % 2 == 0 and points and points == list(range(points[0], points[0] + len(points))):
+            return self._consecutive_words(points[0], len(points))
         out = torch.empty((len(points), self.dim), dtype=torch.int32)
         bits = np.random.PCG64(self.fill_seed)
         at = 0
-        for row, k in enumerate(points):
-            bits.advance(int(k) * words - at)
-            out[row] = _random_words(bits, self.dim)
-            at = (int(k) + 1) * words
+        for row, point in enumerate(points):
+            point = int(point)
+            bits.advance(point * per_point - at)
+            at = (point + 1) * per_point
+            r = out[row]
+            torch.bitwise_and(_random_words(bits, self.dim), self.low_mask, out=r)
+            r ^= self.top_shift
+            j = 0
+            while point:
+                if point & 1:
+                    r ^= self.top_direction(j)
+                point >>= 1
+                j += 1
         return out
 
-    def _half_ints(self, points: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(k, top): the point's value u as the lower-half v = (k + 1/2) / 2^32 in (0, 1/2) with u = v (top 0) or
-        u = 1 - v (top 1). k = (mirror cell) * 2^(32-m) + (32 - m random low bits), an integer below 2^31."""
-        m = self.m
-        low = self._lower_bits(points)
-        if m == 0:  # one point: no stratification, the whole coordinate is uniform
-            top = (low >> 31) & 1
-            return low & 0x7FFFFFFF, top
-        cells = self.cells(points)
-        top = cells >> (m - 1)
-        # upper half: mirror cell n-1-c = c XOR (n-1) lies in the lower half, and f -> 1 - f keeps the law
-        mirror = cells ^ (top * ((1 << m) - 1))
-        return (mirror << (32 - m)) | (low & ((1 << (32 - m)) - 1)), top
+    def _consecutive_words(self, first: int, count: int) -> torch.Tensor:
+        """``words`` of points first .. first+count-1 (the usual case), vectorised: one draw, one mask, and per
+        digit j one XOR of W_j into the rows whose point has bit j set (a strided view when they are regular)."""
+        bits = np.random.PCG64(self.fill_seed)
+        bits.advance(first * (self.dim // 2))
+        out = torch.from_numpy(bits.random_raw(count * self.dim // 2).view(np.int32)).view(count, self.dim)
+        out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift)
+        for j in range(min(self.m, (first + count - 1).bit_length())):  # higher bits are 0 in every index
+            period = 2 << j
+            if first % period == 0 and count % period == 0:  # rows with bit j set: the second half of each period
+                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(self.top_direction(j))
+            else:
+                sel = -((torch.arange(first, first + count, dtype=torch.int32) >> j) & 1)
+                out.bitwise_xor_(sel[:, None] & self.top_direction(j))
+        return out
 
     def uniforms(self, points: Sequence[int]) -> torch.Tensor:
         """The points in (0, 1)^dim, float64 [len(points), dim] (for tests and inspection)."""
-        k, top = self._half_ints(points)
-        v = (k.to(torch.float64) + 0.5) / 2.0**32
-        return torch.where(top.bool(), 1.0 - v, v)
+        x = self.words(points).to(torch.int64) & 0xFFFFFFFF
+        return (x.to(torch.float64) + 0.5) / 2.0**32
 
-    def normals(self, points: Sequence[int]) -> torch.Tensor:
-        """Phi^{-1} of the points, float32 [len(points), dim]: -Phi^{-1}(v) in the upper half, Phi^{-1}(v) below.
+    def normals(self, points: Sequence[int], out: torch.Tensor | None = None) -> torch.Tensor:
+        """Phi^{-1} of the points, float32 [len(points), dim] (written into ``out`` when given).
 
-        Working on the lower half keeps both tails precise (1 - u is never formed in float32); the smallest v is
-        2^-33 (|z| up to 6.3, beyond the 24-bit uniforms of torch.randn), exact 31-bit values in the far tail.
+        z = sqrt(2) erfinv(2u - 1) with 2u - 1 = (x - 2^31 + 1/2) / 2^31 read off the word x: erfinv in float32 in
+        the bulk; where |2u - 1| > 0.96 (u < 0.02 or u > 0.98, ~4 % of values) float32 cannot hold 2u - 1 closely
+        enough, and those values are redone from the exact word in float64 (|z| up to 6.3, beyond the 24-bit
+        uniforms of torch.randn).
         """
-        out = torch.empty((len(points), self.dim), dtype=torch.float32)
+        out = torch.empty((len(points), self.dim), dtype=torch.float32) if out is None else out
         step = max(1, CHUNK_VALUES // max(self.dim, 1))
         for a in range(0, len(points), step):
-            k, top = self._half_ints(points[a : a + step])
-            out[a : a + step] = lower_tail_ndtri_from_ints(k).view(torch.int32).bitwise_xor_(top << 31).view(
-                torch.float32)
+            centred = self.words(points[a : a + step]).bitwise_xor_(INT32_MIN)  # x - 2^31 as a signed int32
+            normal_from_centred_words(centred, out=out[a : a + step])
         return out
 
 
@@ -221,14 +267,13 @@ def scrambled_sobol_normals(dim: int, m: int, seed: int, replicate: int = 0) -> 
     return ScrambledSobol(dim, m, seed, replicate).normals(range(1 << m))
 
 
-def lower_tail_ndtri_from_ints(k: torch.Tensor) -> torch.Tensor:
-    """Phi^{-1}(v), v = (k + 1/2) / 2^32 for int32 k in [0, 2^31): erfinv in float32 in the bulk, float64 ndtri
-    of the exact v in the tail, where 2v - 1 would lose float32 precision."""
-    v = k.to(torch.float32).add_(0.5).mul_(2.0**-32)
-    z = torch.erfinv(v.mul(2.0).sub_(1.0)).mul_(math.sqrt(2.0))
-    tail = (k < int(0.02 * 2**32)).view(-1).nonzero().squeeze(1)  # ~4 % of values
-    kt = k.view(-1).index_select(0, tail).to(torch.float64).add_(0.5).mul_(2.0**-32)
-    z.view(-1).index_copy_(0, tail, torch.special.ndtri(kt).to(torch.float32))
+def normal_from_centred_words(c: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Phi^{-1}(u) for u = (c + 2^31 + 1/2) / 2^32, int32 c: z = sqrt(2) erfinv((c + 1/2) / 2^31), float32."""
+    z = c.to(torch.float32) if out is None else out.copy_(c)
+    torch.erfinv(z.mul_(2.0**-31), out=z).mul_(math.sqrt(2.0))  # the 1/2 is below float32 resolution here
+    tail = (z.abs() > TAIL_Z).view(-1).nonzero().squeeze(1)
+    exact = c.view(-1).index_select(0, tail).to(torch.float64).add_(0.5).mul_(2.0**-31)
+    z.view(-1).index_copy_(0, tail, torch.erfinv(exact).mul_(math.sqrt(2.0)).to(torch.float32))
     return z
 
 
@@ -295,8 +340,10 @@ def replicate_noise(
     spectral_coefficients: int,
     antithetic: bool,
     stream: int = 0,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Items ``points`` (positions within the replicate, 0..n-1) of one replicate, float32 [len(points), *item_shape]."""
+    """Items ``points`` (positions within the replicate, 0..n-1) of one replicate, float32 [len(points), *item_shape]
+    (full mode without reflections: written straight into ``out`` when given)."""
     dim = int(np.prod(item_shape))
     n_pts = n // 2 if antithetic else n
     m = max(0, math.ceil(math.log2(n_pts))) if n_pts > 1 else 0
@@ -304,7 +351,11 @@ def replicate_noise(
     point_of = [p // 2 if antithetic else p for p in points]
     # Only the requested points are formed (a reflected pair shares its point): linear in the batch.
     unique = list(dict.fromkeys(point_of))
-    normals = ScrambledSobol(qmc_dim, m, seed, replicate, stream).normals(unique)
+    direct = out is not None and mode == "full" and not antithetic and unique == point_of
+    normals = ScrambledSobol(qmc_dim, m, seed, replicate, stream).normals(
+        unique, out=out.view(len(points), -1) if direct else None)
+    if direct:
+        return out
     if unique != point_of:
         normals = normals[[unique.index(p) for p in point_of]]
     signs = torch.tensor([-1.0 if antithetic and p % 2 else 1.0 for p in points], dtype=torch.float32)
@@ -362,8 +413,9 @@ def sobol_rqmc_noise(
 ) -> torch.Tensor:
     """Scrambled-Sobol' RQMC noise for a latent of ``shape`` = [B, C, ...] (float32, CPU); see the module doc."""
     shape = tuple(int(s) for s in shape)
-    if len(shape) < 3:
-        raise ValueError(f"latent shape must be [B, C, *spatial], got {shape}")
+    if len(shape) < 3 or shape[0] < 1:
+        raise ValueError(f"latent shape must be [B, C, *spatial] with B >= 1, got {shape}")
+    check_int(spectral_coefficients, "spectral_coefficients", minimum=1)
     n = points_per_replicate
     if not isinstance(n, int) or n < 1 or n > MAX_POINTS_PER_REPLICATE:
         raise ValueError(f"points_per_replicate must be between 1 and {MAX_POINTS_PER_REPLICATE}, got {n!r}")
@@ -379,12 +431,16 @@ def sobol_rqmc_noise(
     for b, i in enumerate(indices):
         by_replicate.setdefault(i // n, []).append((b, i % n))
     for r, items in by_replicate.items():
-        z = replicate_noise(item_shape, seed, r, [p for _, p in items], n, mode, spectral_coefficients, antithetic, stream)
         rows = [b for b, _ in items]
-        if rows == list(range(rows[0], rows[0] + len(rows))):  # contiguous (the usual case): one block copy
-            out[rows[0] : rows[0] + len(rows)] = z
+        if rows == list(range(rows[0], rows[0] + len(rows))):  # contiguous (the usual case): filled in place
+            block = out[rows[0] : rows[0] + len(rows)]
+            z = replicate_noise(item_shape, seed, r, [p for _, p in items], n, mode, spectral_coefficients,
+                                antithetic, stream, out=block)
+            if z is not block:
+                block.copy_(z)
         else:
-            out[rows] = z
+            out[rows] = replicate_noise(item_shape, seed, r, [p for _, p in items], n, mode, spectral_coefficients,
+                                        antithetic, stream)
     return out
 
 
