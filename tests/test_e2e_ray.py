@@ -104,17 +104,10 @@ def test_resume_after_the_driver_is_killed(cenv, tmp_path):
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}  # no token to hand to the driver
     env.pop("RAY_ADDRESS", None)
     ray_bin = Path(sys.executable).with_name("ray")
+    head_log = open(tmp_path / "head.log", "wb")  # noqa: SIM115 - closed at the end
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                              "--include-dashboard=false", "--disable-usage-stats"],
-                            env=env, stdout=open(tmp_path / "head.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-                            start_new_session=True)
-    deadline = time.time() + 300
-    while head.poll() is None and time.time() < deadline:  # until the head is up
-        if "Ray runtime started" in (tmp_path / "head.log").read_text(errors="replace"):
-            break
-        time.sleep(0.5)
-    assert head.poll() is None and "Ray runtime started" in (tmp_path / "head.log").read_text(errors="replace"), \
-        (tmp_path / "head.log").read_text(errors="replace")[-3000:]
+                            env=env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True)
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(_graph(BASE_SEED + 1000)))
     out = tmp_path / "out"
@@ -128,6 +121,13 @@ def test_resume_after_the_driver_is_killed(cenv, tmp_path):
             "--ray-test-checkpoint", "--set", f"EmptyLatentImage.batch_size={BATCH}", "--repeat", str(n),
             "--repeat-seed-stride", "1", "--out", str(out), "--no-progress"]
     try:
+        deadline = time.time() + 300
+        while head.poll() is None and time.time() < deadline:  # until the head is up
+            if "Ray runtime started" in (tmp_path / "head.log").read_text(errors="replace"):
+                break
+            time.sleep(0.5)
+        assert head.poll() is None and "Ray runtime started" in (tmp_path / "head.log").read_text(
+            errors="replace"), (tmp_path / "head.log").read_text(errors="replace")[-3000:]
         driver = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
         manifest = out / "manifest.jsonl"
         while driver.poll() is None and not (manifest.exists() and len(Manifest(manifest).done()) >= 2):
@@ -159,6 +159,7 @@ def test_resume_after_the_driver_is_killed(cenv, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=30)
+        head_log.close()
 
 
 # ------------------------------------------------------------------------- two actors on a local cluster
