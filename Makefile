@@ -38,9 +38,8 @@ bench: setup
 	$(BIN)/antithetic-sampling guidance-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling guidance-h2h --readme $(EVIDENCE) --summary README.md --summary docs/guidance.md
 
-# the soak's Ray phase (antithetic-queue --ray) needs the `ray` extra, which `setup` (dev) leaves out
+# the soak's Ray phase (antithetic-queue --ray) uses Ray, which the dev extra installs
 soak: setup
-	$(BIN)/python -m pip install --quiet -e ".[ray]"
 	$(BIN)/antithetic-sampling soak --readme $(EVIDENCE)
 
 lint: setup
