@@ -34,9 +34,13 @@ EVIDENCE := docs/evidence.md
 bench: setup
 	$(BIN)/antithetic-sampling bench --readme $(EVIDENCE) --readme README.md
 	$(BIN)/antithetic-sampling metric-bench --readme $(EVIDENCE)
+	$(BIN)/antithetic-sampling estimate-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling guidance-bench --readme $(EVIDENCE)
+	$(BIN)/antithetic-sampling guidance-h2h --readme $(EVIDENCE) --summary README.md --summary docs/guidance.md
 
+# the soak's Ray phase (antithetic-queue --ray) needs the `ray` extra, which `setup` (dev) leaves out
 soak: setup
+	$(BIN)/python -m pip install --quiet -e ".[ray]"
 	$(BIN)/antithetic-sampling soak --readme $(EVIDENCE)
 
 lint: setup

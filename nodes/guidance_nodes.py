@@ -4,14 +4,26 @@ Unrelated to *Normalized Attention Guidance* (ComfyUI-NAG, core ``NAGuidance``);
 bare "NAG". The math (VE coordinates, equation (1), clamp, band, level estimators) is in
 ``methods/noise_awareness.py``; this file holds the ComfyUI glue:
 
-* ``NoiseAwarenessCFGGuider`` — a ``comfy.samplers.CFGGuider`` subclass that overrides only ``predict_noise``.
-  It calls ``super().predict_noise`` (so model patches, pre/post-CFG hooks, CFG++ samplers, PAG, APG keep
-  working), reads the conditional x0-estimate D_c from a post-CFG hook appended for that one call, then makes
-  its extra conditional evaluations with ``comfy.samplers.calc_cond_batch`` at other levels. With
-  ``sure_residual`` at cfg == 1 (no uncond pass) the SURE probe needs no other output and joins the regular
+* ``NoiseAwarenessCFGGuider`` — a ``comfy.samplers.CFGGuider`` subclass that overrides only ``predict_noise``
+  (and ``sample``, to reset its per-run log and key the probe noise per item). How it composes with other patches:
+
+  - D_cfg is ``super().predict_noise``: the whole chain every other patch builds (model patches and wrappers,
+    ``sampler_calc_cond_batch_function``, pre-CFG hooks such as APG, FreSca, LatentApplyOperationCFG, a custom
+    ``sampler_cfg_function``, post-CFG hooks such as PAG and Epsilon Scaling), exactly as without this guider.
+  - Every term of the correction is a raw model output: D_c is read by a pre-CFG function placed *first* in the
+    list for that one call, i.e. ``calc_cond_batch``'s conditional output before any other hook rewrites it; the
+    level probe / calibration reference and D_hat_c are separate ``comfy.samplers.calc_cond_batch`` calls with the
+    sampler's ``model_options`` (model patches apply, CFG hooks do not).
+  - The correction w [(D_c - x_v) - (s_v/s_hat)^2 (D_hat_c - x_v)] is added on top of D_cfg, after every post-CFG
+    hook. w = 0 returns D_cfg untouched; an item whose clamped level equals its nominal level gets D_cfg exactly.
+  - A second guider's hook, or any hook, never sees a value of ours: we add no post-CFG hook.
+
+  With ``sure_residual`` at cfg == 1 (no uncond pass) the SURE probe needs no other output and joins the regular
   ``calc_cond_batch`` call as extra batch items (a chained ``sampler_calc_cond_batch_function``); in every other
   case ComfyUI evaluates all conds of one call on one input, so the probe would drag the uncond branch along, and
-  the calibration reference and D_hat depend on outputs of the regular call: those get their own calls.
+  the calibration reference and D_hat depend on outputs of the regular call: those get their own calls. Probe noise
+  is keyed per item on (seed, the item's initial noise and latent, call), so a guided item does not depend on its
+  batch companions and a LatentFromBatch slice reproduces it.
 * ``NoiseAwarenessGuider`` (GUIDER), ``NoiseAwarenessGuidedKSampler`` (KSampler-shaped, built from ComfyUI's own
   noise / ``KSampler`` sigmas / ``sampler_object`` / guider, not a fork of the loop) and ``NoiseShiftProbe``.
 """
@@ -19,12 +31,15 @@ bare "NAG". The math (VE coordinates, equation (1), clamp, band, level estimator
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 
 import torch
 from comfy_api.latest import io, ui
 
+from . import comfy_compat
+from .methods.keyed_rng import STREAM_PROBE, keyed_seed
 from .methods.noise_awareness import (
     DEFAULT_ESTIMATOR,
     DEFAULT_MAX_SHIFT,
@@ -36,7 +51,6 @@ from .methods.noise_awareness import (
     in_band,
     level_coefficients_are_affine,
     model_sigma_for_ve_level,
-    reference_noise,
     sure_probe_state,
 )
 
@@ -54,13 +68,46 @@ SEED_MAX = 0xFFFFFFFFFFFFFFFF
 # --------------------------------------------------------------------------------------------- the guider
 
 
+def item_keys(noise, latent_image) -> list[int]:
+    """One 64-bit key per batch item from its initial noise and latent (every component of a nested latent).
+
+    Core's and this pack's noise make item k depend only on (seed, k), so the key of an item is the same in the full
+    batch, in a LatentFromBatch slice and alone: probe noise keyed on it never depends on the batch companions.
+    """
+    parts = comfy_compat.components(noise)
+    if latent_image is not None:
+        parts = parts + comfy_compat.components(latent_image)
+    batch = parts[0].shape[0]
+    keys = []
+    for b in range(batch):
+        h = hashlib.blake2b(digest_size=8)
+        for t in parts:
+            row = t[b] if t.shape[0] == batch else t[b % t.shape[0]]
+            h.update(row.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes())
+        keys.append(int.from_bytes(h.digest(), "little"))
+    return keys
+
+
+def keyed_probe_noise(shape, seed: int, keys: list[int] | None, call: int) -> torch.Tensor:
+    """N(0, I) probe / reference noise, item b from a private generator keyed on (seed, keys[b], call)."""
+    out = torch.empty(tuple(shape), dtype=torch.float32)
+    for b in range(out.shape[0]):
+        key = keys[b] if keys is not None and b < len(keys) else b
+        gen = torch.Generator(device="cpu").manual_seed(keyed_seed(int(seed), STREAM_PROBE, key, call))
+        torch.randn(out.shape[1:], generator=gen, out=out[b])
+    return out
+
+
 @functools.cache
 def guider_class():
     """The CFGGuider subclass (built on first use so importing this module never needs comfy.samplers)."""
-    import comfy.samplers
 
-    class NoiseAwarenessCFGGuider(comfy.samplers.CFGGuider):
-        """CFG plus the training-free Noise Awareness correction (methods/noise_awareness.py, equation (1))."""
+    class NoiseAwarenessCFGGuider(comfy_compat.cfg_guider_class()):
+        """CFG plus the training-free Noise Awareness correction (methods/noise_awareness.py, equation (1)).
+
+        The correction is computed from raw model outputs only and added on top of whatever the other patches
+        produce (see the module docstring for the exact composition).
+        """
 
         awareness_scale = 0.0
         sigma_start = DEFAULT_SIGMA_START
@@ -78,10 +125,13 @@ def guider_class():
             self.level_estimator = level_estimator
             self.measure = bool(measure)
 
-        def sample(self, *args, **kwargs):
+        def sample(self, noise, latent_image, *args, **kwargs):
             self.shift_log: list[dict] = []
             self._calls = 0
-            return super().sample(*args, **kwargs)
+            self._item_keys = None
+            if self.awareness_scale != 0 or self.measure:
+                self._item_keys = item_keys(noise, latent_image)
+            return super().sample(noise, latent_image, *args, **kwargs)
 
         # -- helpers ------------------------------------------------------------------------------------
         def _coeffs(self, sigma: torch.Tensor):
@@ -96,9 +146,8 @@ def guider_class():
                 sig = model_sigma_for_ve_level(self._coeffs, s_level, timestep, sig_max).to(timestep)
             a, _ = self._coeffs(sig)
             x_in = x_v * a.to(x_v).reshape(-1, *([1] * (x_v.ndim - 1)))
-            (out,) = comfy.samplers.calc_cond_batch(
-                self.inner_model, [self.conds.get("positive")], x_in, sig, model_options
-            )
+            (out,) = comfy_compat.calc_cond_batch(self.inner_model, [self.conds.get("positive")], x_in, sig,
+                                                  model_options)
             return out
 
         def _step_index(self, timestep, model_options) -> tuple[int, bool]:
@@ -116,6 +165,7 @@ def guider_class():
             w = self.awareness_scale
             if w == 0 and not self.measure:
                 return super().predict_noise(x, timestep, model_options, seed)
+            self._calls = getattr(self, "_calls", 0) + 1  # every call, so a call's key never depends on the batch
             step, on_grid = self._step_index(timestep, model_options)
             first = step == 0 and on_grid  # the first state is built at exactly its nominal level
             a, b = self._coeffs(timestep.reshape(-1))
@@ -127,20 +177,22 @@ def guider_class():
 
             captured: dict = {}
 
-            def capture(args):
-                captured["cond"] = args["cond_denoised"]
-                captured["uncond"] = args["uncond_denoised"]
-                return args["denoised"]
+            def capture_raw(args):
+                # First pre-CFG function of this call: calc_cond_batch's conditional output before any other hook
+                # (APG, FreSca, LatentApplyOperationCFG, ...) rewrites it. Cloned in case a later hook works in place.
+                out = args["conds_out"]
+                if out and out[0] is not None:
+                    captured["cond"] = out[0].clone()
+                return out
 
-            self._calls = getattr(self, "_calls", 0) + 1
             finite = bool(torch.all(torch.isfinite(s_v)))
             cfg1 = math.isclose(self.cfg, 1.0) and not model_options.get("disable_cfg1_optimization", False)
             regular = 1 if cfg1 else 2  # sampling_function skips the uncond pass at cfg == 1
-            noise = reference_noise(x.shape, seed or 0, max(step, 0), salt=self._calls).to(x)
+            noise = keyed_probe_noise(x.shape, seed or 0, getattr(self, "_item_keys", None), self._calls).to(x)
             a_b = a.to(x).reshape(-1, *([1] * (x.ndim - 1)))
             x_v = x / a_b if finite else x
             mo = model_options.copy()
-            mo["sampler_post_cfg_function"] = list(mo.get("sampler_post_cfg_function", [])) + [capture]
+            mo["sampler_pre_cfg_function"] = [capture_raw] + list(mo.get("sampler_pre_cfg_function", []))
             # The SURE probe needs no other output, so it can share the regular model call. ComfyUI evaluates all
             # conds of one calc_cond_batch on one input: the probe joins as extra batch items, which costs nothing
             # extra only when the uncond pass is skipped (cfg == 1); otherwise the uncond branch would be evaluated
@@ -163,6 +215,12 @@ def guider_class():
                 lambda xx, ss: self._cond_denoise(xx, ss, s_v, timestep, model_options),
                 w, self.max_level_shift, self.level_estimator, noise, apply=active, probe=captured.get("probe"),
             )
+            if info["applied"]:
+                # Items left at their nominal level get D_cfg exactly (not D_cfg + w (D_c - D_hat_c) with D_hat_c a
+                # re-evaluation at the same level), so an item's output never depends on whether a batch companion
+                # was corrected.
+                keep = (info["s_used"] == s_v.float()).reshape(-1, *([1] * (x.ndim - 1)))
+                out = torch.where(keep.to(out.device), d_cfg, out)
             ratio = (info["s_hat"].double() / s_v).tolist()
             frac = info.get("noise_fraction")
             entry.update(ratio=[None if math.isnan(r) else r for r in ratio], applied=info["applied"],
@@ -185,8 +243,6 @@ def _batched_probe_function(previous, probe_input: torch.Tensor, captured: dict)
     Chains a function another node set (``previous``); stores the probe's first-cond output in
     ``captured["probe"]`` and returns the regular outputs for x only.
     """
-    import comfy.samplers
-
     def calc(args):
         x_in, sigma = args["input"], args["sigma"]
         b = x_in.shape[0]
@@ -199,8 +255,8 @@ def _batched_probe_function(previous, probe_input: torch.Tensor, captured: dict)
         if previous is not None:
             out = previous(both)
         else:
-            out = comfy.samplers.calc_cond_batch(args["model"], args["conds"], both["input"], both["sigma"],
-                                                 args["model_options"])
+            out = comfy_compat.calc_cond_batch(args["model"], args["conds"], both["input"], both["sigma"],
+                                               args["model_options"])
         captured["probe"] = out[0][b:]
         return [o[:b] if o is not None else None for o in out]
 
@@ -232,67 +288,49 @@ def make_guider(model, positive, negative, cfg, scale, sigma_start, sigma_end, m
 # --------------------------------------------------------------------------------------------- sampling glue
 
 
-def private_prepare_noise(latent_image: torch.Tensor, seed: int, batch_index=None) -> torch.Tensor:
-    """``comfy.sample.prepare_noise`` with a private generator (same numbers, global RNG untouched)."""
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    shape = list(latent_image.size())
-    if batch_index is None:
-        return torch.randn(shape, dtype=latent_image.dtype, layout=latent_image.layout, generator=gen, device="cpu")
-    import numpy as np
-
-    unique, inverse = np.unique(batch_index, return_inverse=True)
-    noises = []
-    for i in range(int(unique[-1]) + 1):
-        n = torch.randn([1] + shape[1:], dtype=latent_image.dtype, layout=latent_image.layout, generator=gen,
-                        device="cpu")
-        if i in unique:
-            noises.append(n)
-    return torch.cat([noises[i] for i in inverse], dim=0)
+def private_prepare_noise(latent_image, seed: int, batch_index=None):
+    """``comfy.sample.prepare_noise`` with a private generator (same numbers, global RNG untouched): see
+    ``comfy_compat.prepare_noise``."""
+    return comfy_compat.prepare_noise(latent_image, seed, batch_index)
 
 
-def _sampler_for(sampler_name: str, noise):
+def _sampler_for(sampler_name: str, noise, batch_index=None):
     """ComfyUI's sampler; mirrored step noise when the NOISE input carries an antithetic group design."""
-    import comfy.samplers
-
     design = getattr(noise, "design", None) or {}
     group = design.get("group_size")
     if group:
         from .sampler_nodes import mirrored_sampler
 
         return mirrored_sampler(sampler_name, int(group), design.get("layout", "interleaved"),
-                                int(design.get("design_size") or 0), design.get("mask"))
-    return comfy.samplers.sampler_object(sampler_name)
+                                int(design.get("design_size") or 0), design.get("mask"), batch_index=batch_index)
+    return comfy_compat.sampler_object(sampler_name)
 
 
 def run_guided(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise, scale,
                sigma_start, sigma_end, max_level_shift, level_estimator, noise=None, measure=False):
-    """``nodes.common_ksampler`` with the Noise Awareness guider: returns (latent dict, guider)."""
-    import comfy.model_management
-    import comfy.sample
-    import comfy.samplers
-    import comfy.utils
-    import latent_preview
+    """``nodes.common_ksampler`` with the Noise Awareness guider: returns (latent dict, guider).
 
-    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    Follows core's ``common_ksampler`` / ``comfy.sample.sample`` step for step through ``comfy_compat`` (downscale
+    ratios, nested latents, noise dtype, intermediate device and dtype), so awareness_scale 0 gives KSampler's
+    output bit for bit.
+    """
+    latent_image, consumed = comfy_compat.fix_empty_latent_channels(model, latent)
     batch_index = latent.get("batch_index")
     if noise is None:
-        noise_t, noise_seed = private_prepare_noise(latent_image, seed, batch_index), seed
+        noise_t, noise_seed = comfy_compat.prepare_noise(latent_image, seed, batch_index), seed
     else:
         noise_in = dict(latent)
         noise_in["samples"] = latent_image
         noise_t, noise_seed = noise.generate_noise(noise_in), noise.seed
-    sigmas = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
-                                     scheduler=scheduler, denoise=denoise, model_options=model.model_options).sigmas
-    sampler = _sampler_for(sampler_name, noise)
+    sigmas = comfy_compat.ksampler_sigmas(model, steps, sampler_name, scheduler, denoise)
+    sampler = _sampler_for(sampler_name, noise, batch_index)
     guider = make_guider(model, positive, negative, cfg, scale, sigma_start, sigma_end, max_level_shift,
                          level_estimator, measure)
-    callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
-    disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
+    callback = comfy_compat.prepare_callback(model, sigmas.shape[-1] - 1)
+    disable_pbar = not comfy_compat.progress_bar_enabled()
     samples = guider.sample(noise_t, latent_image, sampler, sigmas, denoise_mask=latent.get("noise_mask"),
                             callback=callback, disable_pbar=disable_pbar, seed=noise_seed)
-    out = latent.copy()
-    out["samples"] = samples.to(comfy.model_management.intermediate_device())
-    return out, guider
+    return comfy_compat.finish_latent(latent, samples, consumed), guider
 
 
 def shift_summary(log: list[dict]) -> dict:
@@ -319,54 +357,22 @@ def shift_summary(log: list[dict]) -> dict:
             "batched_probe_steps": batched}
 
 
-def render_shift_plot(summary: dict, title: str, width: int = 640, height: int = 360) -> torch.Tensor:
-    """sigma_hat / sigma per step as an IMAGE [1, H, W, 3] (PIL-drawn): mean line, per-image range, 1.0 line."""
-    import numpy as np
-    from PIL import Image, ImageDraw
+def render_shift_plot(summary: dict, title: str, width: int = 640, height: int = 480) -> torch.Tensor:
+    """sigma_hat / sigma per step as an IMAGE [1, H, W, 3] (matplotlib, ``methods.plots.noise_shift_plot``): batch
+    mean, per-image range, corrected steps, the line at 1 and the steps inside the guidance band shaded."""
+    from .methods import plots
 
-    img = Image.new("RGB", (width, height), (255, 255, 255))
-    dr = ImageDraw.Draw(img)
-    left, right, top, bottom = 60, width - 20, 30, height - 40
-    pts = [s for s in summary["steps"] if s["ratio_mean"] is not None]
-    vals = [v for s in pts for v in (s["ratio_min"], s["ratio_max"])] + [1.0]
-    lo, hi = min(vals), max(vals)
-    pad = max(0.02, 0.1 * (hi - lo))
-    lo, hi = lo - pad, hi + pad
-    n = max((s["step"] for s in summary["steps"]), default=0)
-
-    def px(step, v):
-        x = left + (right - left) * (step / n if n else 0.5)
-        y = bottom - (bottom - top) * (v - lo) / (hi - lo)
-        return x, y
-
-    dr.rectangle([left, top, right, bottom], outline=(0, 0, 0))
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        _, y = px(0, v)
-        dr.line([left - 4, y, left, y], fill=(0, 0, 0))
-        dr.text((4, y - 6), f"{v:.3f}", fill=(0, 0, 0))
-    _, y1 = px(0, 1.0)
-    dr.line([left, y1, right, y1], fill=(150, 150, 150))
-    for s in pts:
-        x, ya = px(s["step"], s["ratio_min"])
-        _, yb = px(s["step"], s["ratio_max"])
-        dr.line([x, ya, x, yb], fill=(160, 190, 230), width=3)
-        if s["corrected"]:
-            dr.ellipse([x - 5, yb - 12, x + 5, yb - 2], outline=(200, 60, 60))
-    line = [px(s["step"], s["ratio_mean"]) for s in pts]
-    if len(line) > 1:
-        dr.line(line, fill=(30, 80, 180), width=2)
-    for x, y in line:
-        dr.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(30, 80, 180))
-    for s in summary["steps"]:
-        x, _ = px(s["step"], lo)
-        if n <= 30 or s["step"] % max(1, n // 15) == 0:
-            dr.text((x - 4, bottom + 4), str(s["step"]), fill=(0, 0, 0))
-    dr.text((left, 8), title, fill=(0, 0, 0))
-    dr.text((left, height - 18), "step  (blue: mean sigma_hat/sigma, bars: per-image range, red: corrected)",
-            fill=(80, 80, 80))
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr)[None]
+    steps = summary["steps"]
+    lo_band, hi_band = summary.get("band", (None, None))
+    band = [s["step"] for s in steps if s["step"] > 0 and lo_band is not None and s.get("level") is not None
+            and lo_band <= s["level"] <= hi_band]
+    curve = {"step": [s["step"] for s in steps], "ratio": [s["ratio_mean"] for s in steps],
+             "low": [s["ratio_min"] for s in steps], "high": [s["ratio_max"] for s in steps],
+             "corrected": [bool(s["corrected"]) for s in steps]}
+    band_label = (f"guidance band (σ/α {lo_band:g}–{hi_band:g})" if lo_band is not None else "guidance band")
+    fig = plots.noise_shift_plot({"σ̂/σ": curve}, title, band_steps=band, band_label=band_label,
+                                 sigmas=[s["sigma"] for s in steps], size=(width, height))
+    return plots.to_image_tensor(fig)
 
 
 # --------------------------------------------------------------------------------------------- node inputs
@@ -375,31 +381,32 @@ def render_shift_plot(summary: dict, title: str, width: int = 640, height: int =
 def _awareness_inputs(default_scale: float = DEFAULT_SCALE) -> list:
     return [
         io.Float.Input(
-            "awareness_scale", default=default_scale, min=0.0, max=4.0, step=0.05, round=0.001,
+            "awareness_scale", display_name="awareness_scale", default=default_scale, min=0.0, max=4.0, step=0.05, round=0.001,
             tooltip="w, the Noise Awareness Guidance strength. 0 = plain CFG (bit-identical to KSampler). The "
                     "correction only acts where a state's estimated noise level is above its step's nominal level. "
-                    "Default from guidance-bench on the embedded model; there it helped deterministic samplers and "
-                    "made ancestral ones slightly worse (README).",
+                    "Default 0 (off): measured on held-out seeds against the paper's own method (docs/guidance.md), "
+                    "no setting was better on some sampler without being worse on another; 1 helped DPM++ 2M and "
+                    "hurt Euler ancestral. Check your model with Noise Shift Probe first.",
         ),
         io.Float.Input(
-            "sigma_start", default=DEFAULT_SIGMA_START, min=0.0, max=1000.0, step=0.01, round=0.0001,
+            "sigma_start", display_name="sigma_start", default=DEFAULT_SIGMA_START, min=0.0, max=1000.0, step=0.01, round=0.0001,
             tooltip="Upper end of the band where the guidance acts, as a noise-to-signal ratio sigma/alpha (= the "
                     "sampler sigma for eps / v-prediction models, sigma/(1-sigma) for flow models). The first step is "
                     "always skipped (its state is exact). The default keeps about half of the steps of ComfyUI's "
                     "SD1.5 schedules in the band, so the cost stays near 1.5x the model evaluations of CFG.",
         ),
         io.Float.Input(
-            "sigma_end", default=DEFAULT_SIGMA_END, min=0.0, max=1000.0, step=0.01, round=0.0001,
+            "sigma_end", display_name="sigma_end", default=DEFAULT_SIGMA_END, min=0.0, max=1000.0, step=0.01, round=0.0001,
             tooltip="Lower end of the band (same units as sigma_start). Below it the level is hard to identify and "
                     "the correction is skipped (corrections there were measured to change nothing).",
         ),
         io.Float.Input(
-            "max_level_shift", default=DEFAULT_MAX_SHIFT, min=0.0, max=4.0, step=0.01, round=0.001,
+            "max_level_shift", display_name="max_level_shift", default=DEFAULT_MAX_SHIFT, min=0.0, max=4.0, step=0.01, round=0.001,
             tooltip="One-sided clamp: the estimated level is limited to [sigma, sigma*(1+max_level_shift)]. States "
                     "that look less noisy than nominal are never corrected (two-sided correction diverges).",
         ),
         io.Combo.Input(
-            "level_estimator", options=list(LEVEL_ESTIMATORS), default=DEFAULT_ESTIMATOR,
+            "level_estimator", display_name="level_estimator", options=list(LEVEL_ESTIMATORS), default=DEFAULT_ESTIMATOR,
             tooltip="How the actual noise level of a state is estimated. sure_residual (default): Stein's unbiased "
                     "risk estimate, one extra conditional evaluation; the least biased on states of known level in "
                     "guidance-bench, and at cfg 1 it shares the regular model call. calibrated_residual: re-noise the "
@@ -411,32 +418,30 @@ def _awareness_inputs(default_scale: float = DEFAULT_SCALE) -> list:
 
 
 def _ksampler_inputs() -> list:
-    import comfy.samplers
-
     return [
-        io.Model.Input("model", tooltip="The model used for denoising (eps, v-prediction incl. zero-SNR, or flow)."),
-        io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+        io.Model.Input("model", display_name="model", tooltip="The model used for denoising (eps, v-prediction incl. zero-SNR, or flow)."),
+        io.Int.Input("seed", display_name="seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                      tooltip="Seed of the initial noise (ignored when a NOISE input is connected) and of the guidance's "
                              "probe noise."),
-        io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Number of sampling steps."),
-        io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+        io.Int.Input("steps", display_name="steps", default=20, min=1, max=10000, tooltip="Number of sampling steps."),
+        io.Float.Input("cfg", display_name="cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
                        tooltip="Classifier-free guidance scale, as in KSampler."),
-        io.Combo.Input("sampler_name", options=list(comfy.samplers.KSampler.SAMPLERS), default="euler",
+        io.Combo.Input("sampler_name", display_name="sampler_name", options=comfy_compat.ksampler_sampler_names(), default="euler",
                        tooltip="The ComfyUI sampler. With an antithetic NOISE input, ancestral/SDE samplers get mirrored "
                                "step noise."),
-        io.Combo.Input("scheduler", options=list(comfy.samplers.KSampler.SCHEDULERS), default="normal",
+        io.Combo.Input("scheduler", display_name="scheduler", options=comfy_compat.scheduler_names(), default="normal",
                        tooltip="The ComfyUI scheduler (noise schedule)."),
-        io.Conditioning.Input("positive", tooltip="Conditioning to include; the guidance acts on this branch."),
-        io.Conditioning.Input("negative", tooltip="Conditioning to exclude (the CFG negative)."),
-        io.Latent.Input("latent_image", tooltip="The latent to denoise (empty latent for txt2img)."),
-        io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+        io.Conditioning.Input("positive", display_name="positive", tooltip="Conditioning to include; the guidance acts on this branch."),
+        io.Conditioning.Input("negative", display_name="negative", tooltip="Conditioning to exclude (the CFG negative)."),
+        io.Latent.Input("latent_image", display_name="latent_image", tooltip="The latent to denoise (empty latent for txt2img)."),
+        io.Float.Input("denoise", display_name="denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                        tooltip="Amount of denoising, as in KSampler (< 1 for img2img)."),
     ]
 
 
 def _noise_input() -> io.Noise.Input:
     return io.Noise.Input(
-        "noise", optional=True,
+        "noise", display_name="noise", optional=True,
         tooltip="Optional NOISE (e.g. Antithetic Latent Noise, Sobol RQMC Latent Batch) instead of the seed's iid "
                 "noise. With an antithetic design and an ancestral/SDE sampler the step noise is mirrored too.",
     )
@@ -461,14 +466,14 @@ class NoiseAwarenessGuider(io.ComfyNode):
                 "correction is applied. Works with eps, v-prediction (incl. zero-SNR) and flow models."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="The model (eps, v-prediction incl. zero-SNR, or flow)."),
-                io.Conditioning.Input("positive", tooltip="Conditioning to include; the guidance acts on this branch."),
-                io.Conditioning.Input("negative", tooltip="Conditioning to exclude (the CFG negative)."),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Model.Input("model", display_name="model", tooltip="The model (eps, v-prediction incl. zero-SNR, or flow)."),
+                io.Conditioning.Input("positive", display_name="positive", tooltip="Conditioning to include; the guidance acts on this branch."),
+                io.Conditioning.Input("negative", display_name="negative", tooltip="Conditioning to exclude (the CFG negative)."),
+                io.Float.Input("cfg", display_name="cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale, as in CFGGuider."),
                 *_awareness_inputs(),
             ],
-            outputs=[io.Guider.Output(tooltip="GUIDER for SamplerCustomAdvanced.")],
+            outputs=[io.Guider.Output("guider", display_name="guider", tooltip="GUIDER for SamplerCustomAdvanced.")],
         )
 
     @classmethod
@@ -492,7 +497,7 @@ class NoiseAwarenessGuidedKSampler(io.ComfyNode):
                 "ComfyUI's own noise, scheduler, sampler and guider objects."
             ),
             inputs=[*_ksampler_inputs(), *_awareness_inputs(), _noise_input()],
-            outputs=[io.Latent.Output(tooltip="The denoised latent.")],
+            outputs=[io.Latent.Output("latent", display_name="latent", tooltip="The denoised latent.")],
         )
 
     @classmethod
@@ -522,9 +527,9 @@ class NoiseShiftProbe(io.ComfyNode):
             ),
             inputs=[*_ksampler_inputs(), *_awareness_inputs(default_scale=0.0), _noise_input()],
             outputs=[
-                io.Image.Output("plot", tooltip="sigma_hat/sigma per step (mean line, per-image range)."),
-                io.String.Output("numbers", tooltip="JSON: per-step ratios, corrected steps, model evaluations."),
-                io.Latent.Output("latent", tooltip="The sampled latent of the probed run."),
+                io.Image.Output("plot", display_name="plot", tooltip="sigma_hat/sigma per step (mean line, per-image range)."),
+                io.String.Output("numbers", display_name="numbers", tooltip="JSON: per-step ratios, corrected steps, model evaluations."),
+                io.Latent.Output("latent", display_name="latent", tooltip="The sampled latent of the probed run."),
             ],
             is_output_node=True,
         )
@@ -540,7 +545,8 @@ class NoiseShiftProbe(io.ComfyNode):
         summary.update({"sampler": sampler_name, "scheduler": scheduler, "num_steps": steps, "cfg": cfg,
                         "awareness_scale": awareness_scale, "level_estimator": level_estimator,
                         "band": [sigma_end, sigma_start], "max_level_shift": max_level_shift})
-        title = f"noise shift: {sampler_name}/{scheduler}, {steps} steps, w={awareness_scale:g}, {level_estimator}"
+        title = (f"Does the sampler drift? σ̂/σ per step\n{sampler_name}/{scheduler}, {steps} steps, "
+                 f"w={awareness_scale:g}, {level_estimator}")
         plot = render_shift_plot(summary, title)
         text = json.dumps(summary, indent=1)
         return io.NodeOutput(plot, text, out, ui=ui.PreviewText(text))

@@ -113,22 +113,15 @@ def diversity_summary(res: dv.PairDiversity, ref: dv.PairDiversity | None) -> st
 
 
 def diversity_plot(res: dv.PairDiversity, ref: dv.PairDiversity | None):
-    marks = None if res.pairing == "all pairs" else [tuple(p) for p in res.pairs.tolist()]
-    top = [plots.heatmap(res.centered_matrix, "batch: centered correlation", marks=marks)]
-    if ref is not None:
-        rmarks = None if ref.pairing == "all pairs" else [tuple(p) for p in ref.pairs.tolist()]
-        top.append(plots.heatmap(ref.centered_matrix, "reference: centered correlation", marks=rmarks))
-    rc = float(np.nanmean(ref.centered_correlation)) if ref is not None else None
-    rs = float(np.nanmean(1 - ref.ssim)) if ref is not None else None
-    labels = [f"{i}-{j}" for i, j in res.pairs.tolist()] if len(res.pairs) <= 16 else None
-    bars = [
-        plots.bar_chart(res.centered_correlation, "centered correlation per pair" + (" (--- reference mean)" if ref else ""),
-                        labels=labels, vmin=-1, vmax=1, reference=rc),
-        plots.bar_chart(1 - res.ssim, "1 - SSIM per pair" + (" (--- reference mean)" if ref else ""),
-                        labels=labels, vmin=0, vmax=max(1.0, float(np.nanmax(1 - res.ssim))), color=plots.PALETTE[2],
-                        reference=rs),
-    ]
-    return plots.to_image_tensor(plots.vstack([plots.hstack(top), plots.hstack(bars)]))
+    """One landscape panel, so that it stays legible in the node's preview (ComfyUI fits the image into the node):
+    every pair as a dot, centered correlation against 1 - SSIM, the reference batch's pairs in grey, each batch's
+    mean as a large marker. The per-pair numbers are in the report."""
+    question = ("Are the pairs more different than the reference's? Top left = more different" if ref is not None
+                else "How different are the two images of each pair? Top left = more different")
+    return plots.to_image_tensor(plots.pair_scatter(
+        res.centered_correlation, 1 - res.ssim, ref.centered_correlation if ref is not None else None,
+        1 - ref.ssim if ref is not None else None, f"{question} ({_pairing_label(res)}, {len(res.pairs)} pairs)",
+        size=(640, 440)))
 
 
 class PairDiversityMetric(io.ComfyNode):
@@ -147,39 +140,39 @@ class PairDiversityMetric(io.ComfyNode):
                 "change. No weights are downloaded: CLIP metrics use the model from core 'Load CLIP Vision'."
             ),
             inputs=[
-                io.Image.Input("images", tooltip="The batch to measure (e.g. after VAE Decode of an antithetic batch)."),
+                io.Image.Input("images", display_name="images", tooltip="The batch to measure (e.g. after VAE Decode of an antithetic batch)."),
                 io.Combo.Input(
-                    "pairing", options=list(dv.PAIRINGS), default="interleaved",
+                    "pairing", display_name="pairing", options=list(dv.PAIRINGS), default="interleaved",
                     tooltip="interleaved: pairs (0,1), (2,3), ... as made by Antithetic Latent Noise (interleaved). "
                             "halves: (i, i+N/2). groups of K: every pair inside each group of K consecutive images. "
                             "all pairs: every i<j (N(N-1)/2 pairs; slower, shows progress).",
                 ),
                 io.Int.Input(
-                    "group_size", default=2, min=2, max=256,
+                    "group_size", display_name="group_size", default=2, min=2, max=256,
                     tooltip="K for 'groups of K' (images per group, consecutive). Ignored by the other pairings.",
                 ),
                 io.Image.Input(
-                    "reference", optional=True,
+                    "reference", display_name="reference", optional=True,
                     tooltip="Optional baseline batch of the same image size, e.g. the same prompt with independent "
                             "noise. Measured with the same pairing; its mean image becomes the centre of the centered "
                             "correlation for both batches, and the report shows the relative change of every metric.",
                 ),
                 io.ClipVision.Input(
-                    "clip_vision", optional=True,
+                    "clip_vision", display_name="clip_vision", optional=True,
                     tooltip="Optional CLIP_VISION from core 'Load CLIP Vision': adds the per-pair cosine distance of "
                             "image embeddings and computes the Vendi score on them instead of on downsampled pixels.",
                 ),
             ],
             outputs=[
-                io.Float.Output("correlation", tooltip="Mean Pearson correlation over pairs (lower = more diverse)."),
-                io.Float.Output("centered_correlation",
+                io.Float.Output("correlation", display_name="correlation", tooltip="Mean Pearson correlation over pairs (lower = more diverse)."),
+                io.Float.Output("centered_correlation", display_name="centered_correlation",
                                 tooltip="Mean centered correlation over pairs (pixels minus the batch or reference mean image)."),
-                io.Float.Output("one_minus_ssim", tooltip="Mean 1 - SSIM over pairs (higher = more diverse)."),
-                io.Float.Output("rmse", tooltip="Mean RMSE over pairs, pixel units 0..1."),
-                io.Float.Output("clip_distance", tooltip="Mean CLIP cosine distance over pairs; -1 when no clip_vision."),
-                io.Float.Output("vendi", tooltip="Vendi score of the whole batch (effective number of distinct images)."),
-                io.String.Output("report", tooltip="Markdown table: headline metrics (and reference change) plus every pair."),
-                io.Image.Output("plot", tooltip="Correlation heatmap (pairs outlined) and per-pair bars; reference beside it."),
+                io.Float.Output("one_minus_ssim", display_name="one_minus_ssim", tooltip="Mean 1 - SSIM over pairs (higher = more diverse)."),
+                io.Float.Output("rmse", display_name="rmse", tooltip="Mean RMSE over pairs, pixel units 0..1."),
+                io.Float.Output("clip_distance", display_name="clip_distance", tooltip="Mean CLIP cosine distance over pairs; -1 when no clip_vision."),
+                io.Float.Output("vendi", display_name="vendi", tooltip="Vendi score of the whole batch (effective number of distinct images)."),
+                io.String.Output("report", display_name="report", tooltip="Markdown table: headline metrics (and reference change) plus every pair."),
+                io.Image.Output("plot", display_name="plot", tooltip="Every pair as a dot: centered correlation vs 1 - SSIM (top left = more different); reference pairs in grey, batch means marked."),
             ],
         )
 
@@ -238,6 +231,8 @@ class PairDiversityMetric(io.ComfyNode):
 # ------------------------------------------------------------------------------ Confidence Interval (noise design)
 
 _DESIGN_OPTIONS = ["iid", "antithetic pairs", "groups of K", "RQMC replicates"]
+EXTRA_STATISTICS = ("CLIP similarity to reference", "per-image values")
+NOISE_COEFFICIENTS = 16  # lowest DCT coefficients of the initial noise reported per image (control variates)
 
 
 def interval_report(stat_label: str, r: ci.Interval, eff: ci.Efficiency, iid_hw: float, extra: str = "") -> str:
@@ -260,8 +255,9 @@ def interval_report(stat_label: str, r: ci.Interval, eff: ci.Efficiency, iid_hw:
     if r.design != "iid":
         lines += [
             f"| within-unit correlation rho | {_fmt(eff.rho, 3)} |",
-            f"| efficiency vs iid at the same N | {_fmt(eff.efficiency, 3)}x |",
-            f"| iid half-width at the same N (estimated) | {_fmt(iid_hw, 4)} |",
+            f"| efficiency vs iid at the same N (variance ratio) | {_fmt(eff.efficiency, 3)}x |",
+            f"| iid half-width at the same N (estimated, t on N - 1 = {r.n_items - 1} dof) | {_fmt(iid_hw, 4)} |",
+            f"| width ratio iid / design at the same N (what you get) | {_fmt(_ratio(iid_hw, r.half_width), 3)}x |",
         ]
     lines += [
         "",
@@ -273,11 +269,38 @@ def interval_report(stat_label: str, r: ci.Interval, eff: ci.Efficiency, iid_hw:
             "Efficiency = Var(iid mean) / Var(design mean) = 1 / (1 + (K-1) rho) (1 / (1 + rho) for pairs): how many "
             "times more independent images plain sampling would need for the same width. It assumes every image has "
             "the ordinary (iid) marginal law, true for antithetic and RQMC noise, and independent units; with few "
-            "units it is a rough estimate."
+            "units it is a rough estimate. The width ratio is what the interval actually gains: the design's t quantile "
+            "has units - 1 dof, the iid one N - 1, so with few units an efficiency near 1-2 can still give a wider "
+            "interval."
         )
     if extra:
         lines.append(extra)
     return "\n".join(lines)
+
+
+def _ratio(a, b) -> float:
+    a, b = float(np.mean(a)), float(np.mean(b))
+    return a / b if b > 0 else float("inf")
+
+
+def parse_values(text: str, n: int) -> np.ndarray:
+    """Per-image numbers from a text: a JSON list or numbers separated by commas / whitespace; exactly n of them."""
+    import json
+    import re
+
+    t = str(text).strip()
+    try:
+        data = json.loads(t)
+        vals = np.asarray(data, dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError):
+        parts = [x for x in re.split(r"[\s,;]+", t) if x]
+        try:
+            vals = np.asarray([float(x) for x in parts], dtype=np.float64)
+        except ValueError:
+            raise ValueError("values: expected a JSON list or comma-separated numbers, one per image") from None
+    if vals.shape[0] != n:
+        raise ValueError(f"values: got {vals.shape[0]} number(s) for a batch of {n} images (one per image, in batch order)")
+    return vals
 
 
 def _gray_map(x: np.ndarray, scale: float | None = None) -> torch.Tensor:
@@ -305,47 +328,75 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
                 "be in the order the noise was made (do not shuffle or drop images)."
             ),
             inputs=[
-                io.Image.Input("images", tooltip="The decoded batch, in the order the noise design produced it."),
+                io.Image.Input("images", display_name="images", tooltip="The decoded batch, in the order the noise design produced it."),
                 io.Combo.Input(
-                    "design", options=_DESIGN_OPTIONS, default="antithetic pairs",
+                    "design", display_name="design", options=_DESIGN_OPTIONS, default="antithetic pairs",
                     tooltip="How the batch's noise was made. iid: independent (RandomNoise). antithetic pairs: "
                             "(z, -z). groups of K: K-antithetic groups. RQMC replicates: Sobol RQMC with n points per "
                             "replicate (replicate r = images r*n .. r*n+n-1).",
                 ),
                 io.Int.Input(
-                    "group_size", default=2, min=2, max=4096,
+                    "group_size", display_name="group_size", default=2, min=2, max=4096,
                     tooltip="K (images per group) for 'groups of K', or n (points per replicate) for 'RQMC replicates'. "
                             "Must divide the batch size. Ignored for iid and antithetic pairs.",
                 ),
                 io.Combo.Input(
-                    "layout", options=list(ci.LAYOUTS), default="interleaved",
+                    "layout", display_name="layout", options=list(ci.LAYOUTS), default="interleaved",
                     tooltip="Same layout as the noise node. interleaved: group g = images gK..gK+K-1. halves: group g = "
                             "images g, g+N/K, ... RQMC replicates are always contiguous.",
                 ),
                 io.Combo.Input(
-                    "statistic", options=list(ci.STATISTICS), default="mean brightness",
+                    "statistic", display_name="statistic", options=list(ci.STATISTICS) + list(EXTRA_STATISTICS), default="mean brightness",
                     tooltip="Per-image number to estimate. mean brightness: mean BT.601 luma (paper Table 2). "
                             "per-channel mean: mean of one channel. fraction above threshold: share of pixels whose luma "
-                            "exceeds threshold. per-pixel mean map: an interval for every pixel (outputs are averages).",
+                            "exceeds threshold. per-pixel mean map: an interval for every pixel (outputs are averages). "
+                            "CLIP similarity to reference: cosine similarity of each image's CLIP embedding to the "
+                            "reference image's (needs clip_vision and reference_image). per-image values: the numbers "
+                            "given in values (one per image).",
                 ),
-                io.Int.Input("channel", default=0, min=0, max=3,
+                io.Int.Input("channel", display_name="channel", default=0, min=0, max=3,
                              tooltip="Channel for 'per-channel mean' (0 = R, 1 = G, 2 = B)."),
-                io.Float.Input("threshold", default=0.5, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("threshold", display_name="threshold", default=0.5, min=0.0, max=1.0, step=0.01,
                                tooltip="Luma threshold for 'fraction above threshold' (pixel values 0..1)."),
-                io.Float.Input("confidence", default=0.95, min=0.5, max=0.999, step=0.005,
+                io.Float.Input("confidence", display_name="confidence", default=0.95, min=0.5, max=0.999, step=0.005,
                                tooltip="Confidence level of the interval (0.95 = 95%)."),
+                io.ClipVision.Input(
+                    "clip_vision", display_name="clip_vision", optional=True,
+                    tooltip="For 'CLIP similarity to reference': the CLIP vision model (Load CLIP Vision) that embeds "
+                            "every image and the reference image.",
+                ),
+                io.Image.Input(
+                    "reference_image", display_name="reference_image", optional=True,
+                    tooltip="For 'CLIP similarity to reference': the image each output is compared to (cosine "
+                            "similarity of CLIP image embeddings; several reference images are averaged).",
+                ),
+                io.String.Input(
+                    "values", display_name="values", optional=True, force_input=True,
+                    tooltip="For 'per-image values': one number per image in batch order (JSON list or comma-separated "
+                            "text) from any node, e.g. a score node, so its scores get a design-aware interval.",
+                ),
+                io.Noise.Input(
+                    "noise", display_name="noise", optional=True,
+                    tooltip="The NOISE the batch was sampled from (with latent): the node then reports the lowest DCT "
+                            "coefficients of every image's initial noise (UI output noise_coefficients), which "
+                            "antithetic-queue estimate uses as control variates. Does not change the interval.",
+                ),
+                io.Latent.Input(
+                    "latent", display_name="latent", optional=True,
+                    tooltip="The empty latent the sampler started from (with noise): gives the noise its shape.",
+                ),
             ],
             outputs=[
-                io.Float.Output("estimate", tooltip="Design estimate of the statistic's expectation (mean of unit means)."),
-                io.Float.Output("ci_low", tooltip="Lower end of the interval (per-pixel map: mean over pixels)."),
-                io.Float.Output("ci_high", tooltip="Upper end of the interval (per-pixel map: mean over pixels)."),
-                io.Float.Output("half_width", tooltip="t quantile x standard error (per-pixel map: mean over pixels)."),
-                io.String.Output("report", tooltip="Markdown report: interval, units, dof, within-unit correlation, "
+                io.Float.Output("estimate", display_name="estimate", tooltip="Design estimate of the statistic's expectation (mean of unit means)."),
+                io.Float.Output("ci_low", display_name="ci_low", tooltip="Lower end of the interval (per-pixel map: mean over pixels)."),
+                io.Float.Output("ci_high", display_name="ci_high", tooltip="Upper end of the interval (per-pixel map: mean over pixels)."),
+                io.Float.Output("half_width", display_name="half_width", tooltip="t quantile x standard error (per-pixel map: mean over pixels)."),
+                io.String.Output("report", display_name="report", tooltip="Markdown report: interval, units, dof, within-unit correlation, "
                                                    "efficiency versus iid."),
-                io.Image.Output("mean_image", tooltip="Per-pixel mean of the batch (the estimate of the mean image)."),
-                io.Image.Output("ci_width_map", tooltip="Per-pixel half-width of the design interval (channel mean), "
+                io.Image.Output("mean_image", display_name="mean_image", tooltip="Per-pixel mean of the batch (the estimate of the mean image)."),
+                io.Image.Output("ci_width_map", display_name="ci_width_map", tooltip="Per-pixel half-width of the design interval (channel mean), "
                                                         "scaled so white = the largest half-width (value in the report)."),
-                io.Image.Output("plot", tooltip="Per-image values (grey), unit means (blue), the estimate and its "
+                io.Image.Output("plot", display_name="plot", tooltip="Per-image values (grey), unit means (blue), the estimate and its "
                                                 "interval (band); dashed red = iid interval at the same N."),
             ],
         )
@@ -353,7 +404,8 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
     @classmethod
     def execute(cls, images, design: str = "antithetic pairs", group_size: int = 2, layout: str = "interleaved",
                 statistic: str = "mean brightness", channel: int = 0, threshold: float = 0.5,
-                confidence: float = 0.95) -> io.NodeOutput:
+                confidence: float = 0.95, clip_vision=None, reference_image=None, values=None, noise=None,
+                latent=None) -> io.NodeOutput:
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"images: expected an IMAGE batch [N, H, W, C], got {getattr(images, 'shape', type(images))}")
         n = images.shape[0]
@@ -362,6 +414,34 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         bad = int((~torch.isfinite(images)).sum())
         if bad:
             raise ValueError(f"images: contains {bad} NaN/inf pixel value(s)")
+        key = str(statistic).strip().lower()
+        extra_values = None
+        if key == "clip similarity to reference":
+            if clip_vision is None or reference_image is None:
+                raise ValueError("clip_vision / reference_image: 'CLIP similarity to reference' needs both connected")
+            import comfy.model_management as mm
+
+            stop = mm.throw_exception_if_processing_interrupted
+            emb = dv.clip_image_embeddings(clip_vision, images, "images", CLIP_BATCH, stop)
+            ref = dv.clip_image_embeddings(clip_vision, reference_image, "reference_image", CLIP_BATCH, stop).mean(0)
+            emb = torch.nn.functional.normalize(emb, dim=1)
+            extra_values = (emb @ torch.nn.functional.normalize(ref, dim=0)).double().numpy()
+        elif key == "per-image values":
+            if values is None:
+                raise ValueError("values: 'per-image values' needs the values input connected (one number per image)")
+            extra_values = parse_values(values, n)
+        coefficients = None
+        if noise is not None or latent is not None:
+            if noise is None or latent is None:
+                raise ValueError("noise / latent: connect both (the NOISE and the latent it was drawn for) to report "
+                                 "the noise coefficients")
+            z = noise.generate_noise(latent)
+            if z.shape[0] != n:
+                raise ValueError(f"noise / latent: the noise has {z.shape[0]} items for {n} images")
+            from .methods.noise_control_variates import low_frequency_dct
+
+            # video latents [B, C, T, H, W]: frames count as channels (DC of every channel/frame first)
+            coefficients = low_frequency_dct(z.reshape(z.shape[0], -1, z.shape[-2], z.shape[-1]), NOISE_COEFFICIENTS)
         arr = images.detach().cpu().float().numpy()
         pix = ci.design_interval(arr, canon, k, layout, confidence)  # per-pixel interval (for the maps)
         mean_img = torch.from_numpy(np.clip(pix.estimate, 0, 1).astype(np.float32))[None]
@@ -370,7 +450,6 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         hw_max = float(np.max(pix.half_width)) if pix.half_width.size else 0.0
         width_map = _gray_map(pix.half_width)
 
-        key = str(statistic).strip().lower()
         if key == "per-pixel mean map":
             est, lo, hi, hw = (float(np.mean(x)) for x in (pix.estimate, pix.low, pix.high, pix.half_width))
             eff_pix = ci.efficiency_vs_iid(arr.reshape(n, -1)[:, :: max(1, arr[0].size // 4096)], canon, k, layout)
@@ -378,21 +457,26 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
                                 float(np.median(eff_pix.rho)) if canon != "iid" else 0.0,
                                 float(np.mean(eff_pix.item_variance)), float(np.mean(eff_pix.unit_mean_variance)),
                                 eff_pix.unit_size, eff_pix.units, eff_pix.assumption)
-            iid_hw = hw * math.sqrt(eff.efficiency) if math.isfinite(eff.efficiency) else float("nan")
+            # iid at the same N: sqrt(efficiency) times the design's standard error, with the iid t on N - 1 dof
+            t_iid = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+            iid_hw = (hw / pix.t_quantile * t_iid * math.sqrt(eff.efficiency)
+                      if math.isfinite(eff.efficiency) else float("nan"))
             stat_label = "per-pixel mean map (numbers: averages over pixels; efficiency: median over sampled pixels)"
-            values = arr.reshape(n, -1).mean(axis=1)  # plotted: each image's mean value
-            r_plot = ci.design_interval(values, canon, k, layout, confidence)
+            per_image = arr.reshape(n, -1).mean(axis=1)  # plotted: each image's mean value
+            r_plot = ci.design_interval(per_image, canon, k, layout, confidence)
             interval = pix
         else:
-            values = ci.image_statistic(arr, key, channel, threshold)
-            interval = r_plot = ci.design_interval(values, canon, k, layout, confidence)
+            per_image = extra_values if extra_values is not None else ci.image_statistic(arr, key, channel, threshold)
+            interval = r_plot = ci.design_interval(per_image, canon, k, layout, confidence)
             est, lo, hi, hw = interval.estimate, interval.low, interval.high, interval.half_width
-            eff = ci.efficiency_vs_iid(values, canon, k, layout)
+            eff = ci.efficiency_vs_iid(per_image, canon, k, layout)
             iid_se = math.sqrt(eff.item_variance / n) if canon != "iid" else interval.std_error
             iid_hw = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * iid_se
             stat_label = {"mean brightness": "mean brightness (BT.601 luma)",
                           "per-channel mean": f"mean of channel {channel}",
-                          "fraction above threshold": f"fraction of pixels with luma > {threshold:g}"}[key]
+                          "fraction above threshold": f"fraction of pixels with luma > {threshold:g}",
+                          "clip similarity to reference": "CLIP cosine similarity to the reference image",
+                          "per-image values": "per-image values (from the values input)"}[key]
 
         summary_interval = ci.Interval(est, lo, hi, hw, interval.std_error if np.ndim(interval.std_error) == 0
                                        else float(np.mean(interval.std_error)), interval.dof, interval.units,
@@ -406,20 +490,30 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         for u in np.unique(idx):
             where = np.nonzero(idx == u)[0]
             member[where] = np.linspace(-0.25, 0.25, len(where)) if len(where) > 1 else 0.0
-        unit_vals = ci.unit_means(values, canon, k, layout)
+        unit_vals = ci.unit_means(per_image, canon, k, layout)
         naive = None
         if canon != "iid" and math.isfinite(iid_hw):
             naive = (r_plot.estimate - iid_hw, r_plot.estimate + iid_hw) if key != "per-pixel mean map" else None
+        unit_name = {"iid": "image", "pairs": "pair", "groups": "group", "replicates": "RQMC replicate"}.get(canon, "unit")
         panel = plots.interval_plot(
-            idx + member, values, np.arange(len(unit_vals)), unit_vals, r_plot.estimate, r_plot.low, r_plot.high,
-            title=f"{stat_label.split(' (')[0]}: {100 * confidence:.3g}% CI by {canon}", naive=naive,
+            idx + member, per_image, np.arange(len(unit_vals)), unit_vals, r_plot.estimate, r_plot.low, r_plot.high,
+            title=(f"How precise is the {stat_label.split(' (')[0]}? Blue band: {100 * confidence:.3g} % interval "
+                   f"from {len(unit_vals)} {unit_name} means" + ("; red: iid at the same N" if naive is not None else "")),
+            naive=naive, ylabel=("mean of each image (0..1)" if key == "per-pixel mean map" else stat_label.split(" (")[0]
+                    + (" (0 = black, 1 = white)" if key == "mean brightness" else "")),
+            xlabel=f"{unit_name} (images of one {unit_name} share an x position)", confidence=confidence,
+            unit_label=f"{unit_name} mean",
         )
         plot = plots.to_image_tensor(panel)
         text = (f"{stat_label.split(' (')[0]}: {_fmt(est, 5)}  [{_fmt(lo, 5)}, {_fmt(hi, 5)}]  "
                 f"({100 * confidence:.3g}% CI, {canon}, {interval.units} units, dof {interval.dof})")
         if canon != "iid":
-            text += f"\nefficiency vs iid at the same N: {_fmt(eff.efficiency, 3)}x (rho {_fmt(eff.rho, 3)})"
-        ui_out = {"text": (text,)}
+            text += (f"\nefficiency vs iid at the same N: {_fmt(eff.efficiency, 3)}x (rho {_fmt(eff.rho, 3)}); "
+                     f"interval {_fmt(_ratio(iid_hw, hw), 3)}x narrower than iid at the same N")
+        # per-image numbers for clients (antithetic-queue estimate --value NODE.values, control variates)
+        ui_out = {"text": (text,), "values": [float(x) for x in np.asarray(per_image, dtype=np.float64)]}
+        if coefficients is not None:
+            ui_out["noise_coefficients"] = [[float(x) for x in row] for row in coefficients]
         try:
             ui_out.update(ui.PreviewImage(plot, cls=cls).as_dict())
         except Exception:  # noqa: BLE001 - a preview must never fail the node

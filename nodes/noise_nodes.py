@@ -11,7 +11,7 @@ import logging
 from comfy_api.latest import io
 
 from .methods.antithetic import LAYOUTS, MAX_GROUP_SIZE
-from .methods.sobol_rqmc import MAX_POINTS_PER_REPLICATE, MODES, is_power_of_two
+from .methods.sobol_rqmc import MAX_POINTS_PER_REPLICATE, MAX_SPECTRAL_COEFFICIENTS, MODES, is_power_of_two
 from .noise_objects import AntitheticNoiseGenerator, SobolRQMCNoiseGenerator
 
 log = logging.getLogger("antithetic_sampling")
@@ -19,11 +19,13 @@ log = logging.getLogger("antithetic_sampling")
 CATEGORY = "antithetic/noise"
 PAPER = "Jia et al., 'Antithetic Noise in Diffusion Models', ICLR 2026 (arXiv 2506.06185)"
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
+NOISE_OUTPUT_TOOLTIP = ("NOISE for SamplerCustomAdvanced, AddNoise or the NAG Guided KSampler's noise input (not "
+                        "SamplerCustom, which has no NOISE input and always draws its own iid noise).")
 
 
 def _seed_input() -> io.Int.Input:
     return io.Int.Input(
-        "noise_seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+        "noise_seed", display_name="noise_seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
         tooltip="Seed of the design. Item k of the batch depends only on (seed, k), so LatentFromBatch / "
                 "batch_index slices and API seed sweeps reproduce any single image.",
     )
@@ -41,38 +43,40 @@ class AntitheticLatentNoise(io.ComfyNode):
                 "pairwise correlation -1/(K-1). Every image keeps exactly the ordinary N(0, I) starting noise, but the "
                 "members of a group come out strongly negatively correlated: more diverse batches at zero cost, and "
                 "far narrower confidence intervals for batch estimates (use Confidence Interval (noise design) with "
-                f"the same group size and layout). {PAPER}. Plug into SamplerCustomAdvanced / SamplerCustom / AddNoise "
-                "like RandomNoise; with ancestral or SDE samplers use Antithetic Sampler so the step noise is mirrored "
-                "too. A batch that is not a multiple of the group size ends with an incomplete group (logged)."
+                f"the same group size and layout). {PAPER}. Plug into SamplerCustomAdvanced's noise input, AddNoise or the "
+                "NAG Guided KSampler's noise input, like RandomNoise (SamplerCustom has no NOISE input: it always "
+                "draws its own iid noise). With ancestral or SDE samplers in SamplerCustomAdvanced use Antithetic "
+                "Sampler so the step noise is mirrored too (the guided KSampler does that itself). A batch that is not "
+                "a multiple of the group size ends with an incomplete group (logged)."
             ),
             inputs=[
                 _seed_input(),
                 io.Int.Input(
-                    "group_size", default=2, min=2, max=MAX_GROUP_SIZE,
+                    "group_size", display_name="group_size", default=2, min=2, max=MAX_GROUP_SIZE,
                     tooltip="K: images per antithetic group. 2 = pairs (z, -z). K > 2: correlation -1/(K-1) between any "
                             "two members. A batch that is not a multiple of K ends with an incomplete group whose "
                             "items are still exactly N(0, I).",
                 ),
                 io.Combo.Input(
-                    "layout", options=list(LAYOUTS), default="interleaved",
+                    "layout", display_name="layout", options=list(LAYOUTS), default="interleaved",
                     tooltip="interleaved: items gK..gK+K-1 form group g (pairs are 0-1, 2-3, ...; independent of batch "
                             "size, safe with LatentFromBatch). halves: z1..zn then -z1..-zn (group g = items g, g+n, ...); "
                             "the pairing depends on the design size.",
                 ),
                 io.Int.Input(
-                    "design_size", default=0, min=0, max=4096, optional=True,
+                    "design_size", display_name="design_size", default=0, min=0, max=4096, optional=True,
                     tooltip="halves layout only: the full batch size the pairing refers to. 0 = automatic (the batch "
                             "size, or max(batch_index)+1 for a latent sliced with LatentFromBatch). Set it when a slice "
                             "does not reach the last item of the full batch.",
                 ),
                 io.Mask.Input(
-                    "mask", optional=True,
+                    "mask", display_name="mask", optional=True,
                     tooltip="Partial antithetic: members differ only inside the mask and share the leader's noise "
                             "outside, so diversity is confined to a region. Resized to the latent (bilinear) and "
                             "binarised at 0.5, which keeps every item exactly N(0, I). Batched masks apply per group.",
                 ),
             ],
-            outputs=[io.Noise.Output(tooltip="NOISE for SamplerCustomAdvanced / SamplerCustom / AddNoise.")],
+            outputs=[io.Noise.Output("noise", display_name="noise", tooltip=NOISE_OUTPUT_TOOLTIP)],
         )
 
     @classmethod
@@ -100,34 +104,48 @@ class SobolRQMCLatentBatch(io.ComfyNode):
             inputs=[
                 _seed_input(),
                 io.Int.Input(
-                    "points_per_replicate", default=8, min=1, max=MAX_POINTS_PER_REPLICATE,
+                    "points_per_replicate", display_name="points_per_replicate", default=8, min=1, max=MAX_POINTS_PER_REPLICATE,
                     tooltip="n: images per replicate (a power of two keeps the Sobol' stratification; other values "
                             "still give exact N(0, I) items but lose most of the variance reduction). Batch = replicates "
                             "x n; a CI needs at least 2 replicates.",
                 ),
                 io.Combo.Input(
-                    "mode", options=list(MODES), default="auto",
+                    "mode", display_name="mode", options=list(MODES), default="auto",
                     tooltip="full: QMC over every latent value (at most 21201 per item: SD1.5 at 512x512 fits). spectral: "
                             "QMC on the lowest DCT frequencies per channel, iid for the rest (any size). auto: full when "
                             "it fits, spectral otherwise.",
                 ),
                 io.Int.Input(
-                    "spectral_coefficients", default=64, min=1, max=16384,
-                    tooltip="spectral mode: low-frequency DCT coefficients per channel that get QMC points (channels x "
-                            "this must stay <= 21201). Low frequencies carry brightness/colour/layout statistics.",
+                    "spectral_coefficients", display_name="spectral_coefficients", default=64, min=1, max=MAX_SPECTRAL_COEFFICIENTS,
+                    tooltip="spectral mode: low-frequency DCT coefficients per channel that get QMC points. channels x "
+                            "this must stay <= 21201 (Sobol' dimensions): at most 5300 for 4-channel latents "
+                            "(SD1.5, SDXL), 1325 for 16-channel ones (SD3, Flux); a larger value stops before "
+                            "sampling with an error naming this input. Low frequencies carry "
+                            "brightness/colour/layout statistics.",
                 ),
                 io.Boolean.Input(
-                    "antithetic", default=False,
+                    "antithetic", display_name="antithetic", default=False,
                     tooltip="Follow every Sobol' point by its reflection (z, -z), interleaved: antithetic pairs inside "
                             "each replicate (points_per_replicate must be even).",
                 ),
             ],
-            outputs=[io.Noise.Output(tooltip="NOISE for SamplerCustomAdvanced / SamplerCustom / AddNoise.")],
+            outputs=[io.Noise.Output("noise", display_name="noise", tooltip=NOISE_OUTPUT_TOOLTIP)],
         )
 
     @classmethod
-    def validate_inputs(cls, points_per_replicate: int = 8, antithetic: bool = False, **_) -> bool | str:
-        if antithetic and points_per_replicate % 2:
+    def validate_inputs(cls, points_per_replicate: int | None = None, antithetic: bool | None = None) -> bool | str:
+        # Core skips its own min/max/type checks for the inputs named here (and for every input when a **kwargs
+        # parameter is present), so only these two are named and their widget bounds are re-checked here. A linked
+        # input is not known at validation time (None): execute() checks it then.
+        if points_per_replicate is not None:
+            if isinstance(points_per_replicate, bool) or not isinstance(points_per_replicate, int):
+                return f"points_per_replicate must be an integer, got {points_per_replicate!r}"
+            if not 1 <= points_per_replicate <= MAX_POINTS_PER_REPLICATE:
+                return (f"points_per_replicate must be between 1 and {MAX_POINTS_PER_REPLICATE}, got "
+                        f"{points_per_replicate}")
+        if antithetic is not None and not isinstance(antithetic, bool):
+            return f"antithetic must be a boolean, got {antithetic!r}"
+        if antithetic and points_per_replicate is not None and points_per_replicate % 2:
             return "points_per_replicate must be even when antithetic is on (points + reflections)"
         return True
 

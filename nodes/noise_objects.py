@@ -8,7 +8,8 @@ noise shaped like ``input_latent["samples"]``. These honour ``batch_index``, 5-D
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -17,6 +18,28 @@ from .methods.antithetic import antithetic_noise, incomplete_groups, validate_de
 from .methods.sobol_rqmc import sobol_rqmc_noise
 
 log = logging.getLogger("antithetic_sampling")
+
+# Core hands a SAMPLER only the noise tensor and NOISE.seed (SamplerCustomAdvanced: guider.sample(noise.generate_noise(
+# latent), ..., seed=noise.seed)), never the latent's batch_index. The NOISE objects below note the batch_index of
+# the latent they last generated noise for, per (seed, batch size), so the mirrored step noise of Antithetic Sampler
+# (run right after, in the same node) can key its draws on the same design positions as the initial noise.
+_RECENT_INDEX: OrderedDict[tuple[int, int], tuple[int, ...] | None] = OrderedDict()
+_RECENT_MAX = 64
+
+
+def remember_batch_index(seed: int, batch: int, batch_index: Sequence[int] | None) -> None:
+    key = (int(seed), int(batch))
+    _RECENT_INDEX.pop(key, None)
+    _RECENT_INDEX[key] = None if batch_index is None else tuple(int(i) for i in batch_index)
+    while len(_RECENT_INDEX) > _RECENT_MAX:
+        _RECENT_INDEX.popitem(last=False)
+
+
+def recall_batch_index(seed: int | None, batch: int) -> tuple[int, ...] | None:
+    """The batch_index of the latent the last NOISE with this seed and batch size generated noise for (None: 0..B-1)."""
+    if seed is None:
+        return None
+    return _RECENT_INDEX.get((int(seed), int(batch)))
 
 
 def map_latent_samples(samples: Any, make: Callable[[tuple[int, ...], int], torch.Tensor]) -> Any:
@@ -43,7 +66,7 @@ class AntitheticNoiseGenerator:
         self.layout = layout
         self.design_size = design_size
         self.mask = mask
-        # Read by samplers that mirror step noise (AntitheticSampler, NAG Guided KSampler).
+        # Read by samplers that mirror step noise (Antithetic Sampler, NAG Guided KSampler).
         self.design = {"kind": "antithetic", "group_size": group_size, "layout": layout,
                        "design_size": design_size, "mask": mask}
 
@@ -51,6 +74,7 @@ class AntitheticNoiseGenerator:
         samples = input_latent["samples"]
         batch_index = input_latent.get("batch_index")
         batch = samples.unbind()[0].shape[0] if getattr(samples, "is_nested", False) else samples.shape[0]
+        remember_batch_index(self.seed, batch, batch_index)
         if batch_index is None:
             partial = incomplete_groups(batch, self.group_size, self.layout, self.design_size)
             if partial:
@@ -87,6 +111,7 @@ class SobolRQMCNoiseGenerator:
         samples = input_latent["samples"]
         batch_index = input_latent.get("batch_index")
         batch = samples.unbind()[0].shape[0] if getattr(samples, "is_nested", False) else samples.shape[0]
+        remember_batch_index(self.seed, batch, batch_index)
         n = self.points_per_replicate
         if batch_index is None and batch % n:
             log.warning(

@@ -402,7 +402,8 @@ def test_unknown_node_class_message(fake, tmp_path, capsys):
 def test_execution_error_keeps_what_was_collected(fake, tmp_path):
     srv = fake()
     graph = json.loads(json.dumps(GRAPH))
-    jobs = build_jobs(graph, [], [parse_sweep("3.seed=0..3"), parse_sweep("3.explode=false,true")])
+    jobs = build_jobs(graph, [], [parse_sweep("3.seed=0..3"), parse_sweep("3.explode=false,true")],
+                      object_info=OBJECT_INFO)  # "explode" is optional: known from the definition
     messages = []
     res = _runner([srv], tmp_path, max_in_flight=1, log=messages.append).run(jobs)
     assert res.exit_code == 1 and res.failed == 1

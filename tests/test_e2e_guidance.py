@@ -158,3 +158,40 @@ def test_bad_inputs_are_named(comfy_server, comfy_graph):
     graph = comfy_graph(seed=41, batch_size=1, steps=2, save=False, extra_nodes=extra)
     with pytest.raises(ComfyError, match="sigma_end"):
         comfy_server.run(graph)
+
+
+def test_w0_equals_ksampler_on_every_core_path(comfy_server, comfy_graph):
+    """awareness_scale 0 (guided KSampler) and the measuring probe equal core KSampler bit for bit on the paths
+    common_ksampler takes: a LatentFromBatch slice (batch_index), img2img (denoise < 1 on a non-empty latent) with a
+    noise mask, and an ancestral sampler drawing core's own step noise."""
+    seed = 91
+    first = {"class_type": "KSampler", "inputs": _ksampler_inputs(seed)}
+    mask = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 32}}
+    paths = {
+        "slice": ({"class_type": "LatentFromBatch", "inputs": {"samples": "@latent", "batch_index": 1, "length": 2}},
+                  {}),
+        "img2img": ({"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["first", 0], "mask": ["mask", 0]}},
+                    {"denoise": 0.6}),
+        "ancestral": ({"class_type": "LatentFromBatch", "inputs": {"samples": "@latent", "batch_index": 0,
+                                                                   "length": 3}},
+                      {"sampler_name": "euler_ancestral"}),
+    }
+    extra = {"first": first, "mask": mask}
+    for name, (lat, over) in paths.items():
+        extra[f"lat_{name}"] = lat
+        inputs = {**_ksampler_inputs(seed), **over, "latent_image": [f"lat_{name}", 0]}
+        extra[f"core_{name}"] = {"class_type": "KSampler", "inputs": inputs}
+        extra[f"g_{name}"] = {"class_type": "NoiseAwarenessGuidedKSampler", "inputs": {**inputs, **_awareness(0.0)}}
+        extra[f"p_{name}"] = {"class_type": "NoiseShiftProbe", "inputs": {**inputs, **_awareness(0.0)}}
+        extra.update(_save(f"core_{name}", f"core_{name}"))
+        extra.update(_save(f"g_{name}", f"g_{name}"))
+        extra[f"dec_p_{name}"] = {"class_type": "VAEDecode", "inputs": {"samples": [f"p_{name}", 2], "vae": "@vae"}}
+        extra[f"save_p_{name}"] = {"class_type": "SaveImage",
+                                   "inputs": {"images": [f"dec_p_{name}", 0], "filename_prefix": f"p_{name}"}}
+    graph = comfy_graph(seed=seed, batch_size=3, steps=STEPS, save=False, extra_nodes=extra)
+    hist = comfy_server.run(graph)
+    for name in paths:
+        core = _pixels(comfy_server, hist, f"save_core_{name}")
+        for kind in ("g", "p"):
+            ours = _pixels(comfy_server, hist, f"save_{kind}_{name}")
+            assert all(np.array_equal(a, b) for a, b in zip(core, ours, strict=True)), f"{kind} != KSampler: {name}"

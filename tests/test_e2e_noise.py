@@ -227,3 +227,33 @@ def test_halves_design_size_too_small_execution_error(comfy_server, comfy_graph)
     with pytest.raises(ComfyError) as err:
         comfy_server.run(graph)
     assert "design_size 2 is smaller than the largest batch_index 3" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        ({"points_per_replicate": 10**7}, "points_per_replicate must be between 1 and"),
+        ({"spectral_coefficients": 10**7}, "value_bigger_than_max"),
+        ({"noise_seed": -1}, "value_smaller_than_min"),
+        ({"antithetic": True, "points_per_replicate": 5}, "points_per_replicate must be even"),
+    ],
+)
+def test_sobol_core_validation_covers_every_input(comfy_server, comfy_graph, inputs, expected):
+    """validate_inputs names its parameters (no **kwargs), so core keeps validating every other input at /prompt,
+    and the two it names are range-checked by the node itself."""
+    spec = sobol(seed=65, points_per_replicate=4)
+    spec["inputs"].update(inputs)
+    with pytest.raises(ComfyError) as err:
+        comfy_server.queue(comfy_graph(spec))
+    assert expected in str(err.value)
+    assert "points_per_replicate" in str(err.value) or next(iter(inputs)) in str(err.value)
+
+
+def test_sobol_bad_mode_is_named(comfy_server, comfy_graph):
+    """A combo value outside the options: newer cores reject it at /prompt (value_not_in_list); 0.3.64 does not
+    check V3 combo values at all, so the node's own check names the input when it runs."""
+    spec = sobol(seed=66, points_per_replicate=4)
+    spec["inputs"]["mode"] = "bogus"
+    with pytest.raises(ComfyError) as err:
+        comfy_server.run(comfy_graph(spec, steps=STEPS))
+    assert "mode" in str(err.value) and ("must be one of" in str(err.value) or "value_not_in_list" in str(err.value))

@@ -228,9 +228,35 @@ def test_demo_runs_end_to_end_on_the_quick_setting(tmp_path):
     for name in ("report.md", "numbers.json", "pairs.png", "ci.png", "grid_iid.png", "grid_antithetic.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     numbers = json.loads((out / "numbers.json").read_text())
+    assert numbers["weights"]["shipped"] and numbers["weights"]["sha256"] == json.loads(
+        (digits.WEIGHTS_DIR / digits.CONFIG_NAME).read_text())["weights_sha256"]  # the demo says which weights it used
     text = json.dumps(numbers)
     assert "antithetic" in text and "brightness" in text
     assert "|" in (out / "report.md").read_text()  # the summary table
+    # the trajectory plot's centered curve ends at the table's centered pair correlation (same pairs, same centre)
+    traj = numbers["trajectory"]
+    assert traj["denoised_centered"][-1] == pytest.approx(
+        numbers["designs"]["antithetic"]["pair_correlation_centered"], abs=1e-4)
+    for name in ("trajectory.png", "noise_shift.png", "grid_rqmc.png"):
+        assert (out / name).stat().st_size > 10_000, name  # a drawn figure, not an empty canvas
+
+
+def test_demo_figures_ask_their_question_in_the_title():
+    pytest.importorskip("matplotlib")
+    traj = {"step": [0, 1, 2], "sigma": [20.0, 1.0, 0.01], "state": [-1.0, -0.5, 0.0],
+            "denoised": [0.9, 0.5, 0.1], "denoised_centered": [-0.2, -0.7, -0.8]}
+    fig = demo.trajectory_figure(traj, -0.8)
+    ax = fig.axes[0]
+    assert "stay opposite" in ax.get_title() and ax.get_ylabel() == "correlation within a pair"
+    labels = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert "x₀-estimate, centered (as in the table)" in labels
+    assert any("final images, centered (table): -0.80" in t for t in labels)
+    shift = {"band": [0.1, 2.0], "curves": {
+        "without guidance": {"step": [0, 1, 2], "sigma": [20.0, 1.0, 0.01], "ratio": [1.0, 0.99, 1.2],
+                             "active": [False, True, False]}}}
+    fig = demo.noise_shift_figure(shift, "euler", 3)
+    assert fig.axes[0].get_title().startswith("Does my sampler drift?")
+    assert "guidance band (σ 0.1–2)" in [t.get_text() for lg in fig.legends for t in lg.get_texts()]
 
 
 def test_bench_quick_writes_json_markdown_and_the_readme_block(tmp_path):

@@ -83,6 +83,16 @@ def test_only_essential_requirements_imported_at_start_up_block():
     assert checks["torch"].note == "" and not checks["torch"].blocking
 
 
+def test_a_missing_requirement_of_the_pack_itself_blocks():
+    """matplotlib is imported by the pack's nodes, not by ComfyUI's start-up: still blocking, with the fix named."""
+    reqs = [r.__class__(r.name, r.specifier, r.essential, r.line, pack=True)
+            for r in host.parse_requirements("numpy>=1.25\nmatplotlib>=3.7\n")]
+    probe = _probe(numpy=_info("2.1", ["numpy"]), matplotlib=_info(None, ["matplotlib"], ["matplotlib"]))
+    checks = {c.requirement.name: c for c in host.check_requirements(reqs, probe, startup=set())}
+    assert checks["matplotlib"].blocking and "requirements.txt" in checks["matplotlib"].note
+    assert not checks["numpy"].blocking
+
+
 def test_startup_imports_follow_the_checkout_from_main(tmp_path):
     (tmp_path / "main.py").write_text(
         "import os\nimport comfy.core\nfrom app import server\n"

@@ -161,20 +161,31 @@ def test_unidentifiable_level_falls_back_to_nominal(gmm):
 
 
 def test_no_second_evaluation_when_nothing_to_correct():
+    """The D_hat_c evaluation is skipped exactly when no item's clamped level exceeds s_v. With a zero denoiser the
+    naive estimate is ||x|| / sqrt(d): states at half the nominal level read far below it (clamped to s_v: nothing
+    to correct, so no evaluation at all and D_cfg returned as is); states at twice the level read above it (one
+    evaluation, the correction applied). A broken skip fails the first half."""
     calls = []
 
     def den(x, s):
-        calls.append(1)
+        calls.append(s.clone())
         return torch.zeros_like(x)
 
-    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    sv = torch.full((2,), 1.0)
-    d = torch.zeros_like(x)
-    out, info = na.guidance_step(x, sv, d, d, den, 1.0, 0.3, "naive_residual")
-    # zero denoiser => residual = x with norm ~ sqrt(d) s: no large excess, maybe a small one
-    assert info["evaluations"] == len(calls)
+    base = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    sv = torch.full((4,), 1.0)
+    d = torch.zeros_like(base)
+    below = 0.5 * base / base.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1) * 8.0  # ||x|| / sqrt(d) = 0.5 exactly
+    out, info = na.guidance_step(below, sv, d, d, den, 1.0, 0.3, "naive_residual")
+    assert torch.all(info["s_hat"] < sv) and torch.equal(info["s_used"], sv)
+    assert calls == [] and info["evaluations"] == 0 and not info["applied"]
+    assert out is d
+    above = 4.0 * below  # ||x|| / sqrt(d) = 2: clamped to s_v (1 + 0.3)
+    out, info = na.guidance_step(above, sv, d, d, den, 1.0, 0.3, "naive_residual")
+    assert len(calls) == 1 and info["evaluations"] == 1 and info["applied"]
+    torch.testing.assert_close(calls[0], torch.full((4,), 1.3))
+    assert not torch.equal(out, d)
     with pytest.raises(ValueError, match="level_estimator"):
-        na.guidance_step(x, sv, d, d, den, 1.0, 0.3, "bogus")
+        na.guidance_step(base, sv, d, d, den, 1.0, 0.3, "bogus")
 
 
 def test_affine_coefficients_and_level_inversion():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from antithetic_sampling.nodes.methods.keyed_rng import keyed_generator
+from antithetic_sampling.nodes.methods import sobol_rqmc
 from antithetic_sampling.nodes.methods.sobol_rqmc import (
     MAX_SOBOL_DIM,
+    ScrambledSobol,
     dct_matrix,
     inverse_dct,
     low_frequency_order,
@@ -15,6 +16,7 @@ from antithetic_sampling.nodes.methods.sobol_rqmc import (
     resolve_mode,
     scrambled_sobol_normals,
     scrambled_sobol_uniforms,
+    sobol_digits,
     sobol_rqmc_noise,
 )
 from scipy import stats
@@ -23,7 +25,7 @@ from scipy import stats
 @pytest.mark.parametrize("m", [1, 3, 5])
 def test_each_coordinate_has_one_point_per_interval(m):
     n = 1 << m
-    u = scrambled_sobol_uniforms(300, m, keyed_generator(5, m))
+    u = scrambled_sobol_uniforms(300, m, seed=5, replicate=m)
     cells = torch.floor(u * n).long()
     expected = torch.arange(n)
     for j in range(u.shape[1]):
@@ -41,11 +43,12 @@ def test_stratification_survives_the_normal_map():
 
 
 def test_normals_match_uniforms():
-    g1, g2 = keyed_generator(1, 2), keyed_generator(1, 2)
-    cells_u = scrambled_sobol_uniforms(50, 4, g1)
-    z = scrambled_sobol_normals(50, 4, g2)
-    # Same generator stream for the cells; the fill differs in dtype, so compare cells only.
-    assert torch.equal(torch.floor(torch.special.ndtr(z.double()) * 16), torch.floor(cells_u * 16))
+    u = scrambled_sobol_uniforms(50, 4, seed=1, replicate=2)
+    z = scrambled_sobol_normals(50, 4, seed=1, replicate=2)
+    # The same points: z = Phi^{-1}(u) to float32 precision, in both tails and the bulk.
+    want = torch.special.ndtri(u)
+    assert torch.allclose(z.double(), want, rtol=1e-6, atol=1e-6)
+    assert torch.equal(torch.floor(torch.special.ndtr(z.double()) * 16), torch.floor(u * 16))
 
 
 def test_marginals_are_standard_normal():
@@ -188,3 +191,85 @@ def test_low_frequency_replacement_equals_the_full_transform(spatial):
     flat[..., low_frequency_order(spatial)[:m]] = q
     want = inverse_dct(flat.reshape(coeffs.shape), len(spatial))
     assert torch.allclose(replace_low_frequencies(z, q), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("m", [0, 1, 4, 7, 12])
+@pytest.mark.parametrize("public_api_only", [False, True])
+def test_direction_numbers_give_scipys_points(m, public_api_only, monkeypatch):
+    from scipy.stats import qmc
+
+    sobol_rqmc.clear_direction_cache()
+    if public_api_only:  # the fallback used where scipy's private direction-number table is gone
+        monkeypatch.setattr(sobol_rqmc, "_table_from_scipy_internals", lambda engine, dim: None)
+    pts = qmc.Sobol(37, scramble=False).random_base2(m)
+    assert torch.equal(sobol_digits(37, m), torch.from_numpy(np.rint(pts * (1 << m)).astype(np.int32)))
+    sobol_rqmc.clear_direction_cache()
+
+
+def test_any_subset_of_points_matches_the_whole_replicate():
+    sob = ScrambledSobol(200, 6, seed=9, replicate=3)
+    whole = sob.normals(range(64))
+    pick = [63, 0, 17, 17, 40]
+    assert torch.equal(ScrambledSobol(200, 6, seed=9, replicate=3).normals(pick), whole[pick])
+    assert torch.equal(sob.cells(pick), sob.cells(range(64))[pick])
+    # a consecutive run not aligned to the digit periods takes the vectorised path with per-row masks
+    assert torch.equal(sob.normals(range(5, 21)), whole[5:21])
+    assert torch.equal(sob.words(range(5, 21)), torch.stack([sob.words([k])[0] for k in range(5, 21)]))
+
+
+def test_lower_digits_from_random_bits_are_uniform_within_each_cell():
+    # Pool 400 replicates of 8 points: the position inside the point's 1/8 cell must be U(0, 1) whatever the
+    # cell, and the far tails must carry their N(0, 1) mass (the lower-half map keeps 31 exact bits there).
+    u = torch.cat([scrambled_sobol_uniforms(64, 3, seed=11, replicate=r) for r in range(400)]).reshape(-1)
+    cells = torch.floor(u * 8)
+    frac = (u * 8 - cells).numpy()
+    assert stats.kstest(frac, "uniform").pvalue > 0.001
+    for c in (0, 3, 7):
+        assert stats.kstest(frac[(cells == c).numpy()], "uniform").pvalue > 0.001
+    z = torch.cat([scrambled_sobol_normals(4096, 3, seed=12, replicate=r) for r in range(30)]).reshape(-1).double()
+    beyond = (z.abs() > 3.5).double().mean().item()  # expected 2 * Phi(-3.5) = 4.65e-4 of 983040 values
+    assert abs(beyond - 4.65e-4) < 5 * (4.65e-4 / z.numel()) ** 0.5
+    assert stats.kstest(z.numpy(), "norm").pvalue > 0.001
+
+
+def test_only_the_requested_points_are_formed(monkeypatch):
+    """Work (and memory) grows with the batch, not with points_per_replicate: at the widget maximum 4096 a batch
+    of 2 SD1.5 latents forms 2 points, never the whole 4096 x 16384 net."""
+    formed = []
+    real = ScrambledSobol.words
+    monkeypatch.setattr(ScrambledSobol, "words", lambda self, pts, **kw: formed.append(len(pts)) or real(self, pts, **kw))
+    z = sobol_rqmc_noise((2, 4, 64, 64), seed=1, points_per_replicate=4096, mode="full", batch_index=[4095, 7])
+    assert formed == [2] and torch.isfinite(z).all()
+    full = sobol_rqmc_noise((8, 4, 8, 8), seed=1, points_per_replicate=4096)
+    assert torch.equal(sobol_rqmc_noise((1, 4, 8, 8), seed=1, points_per_replicate=4096, batch_index=[5])[0], full[5])
+
+
+def test_direction_number_cache_is_capped_in_bytes(monkeypatch):
+    monkeypatch.setattr(sobol_rqmc, "DIRECTION_CACHE_BYTES", 3 * 12 * 4 * 300)  # room for three 300-dim tables
+    sobol_rqmc.clear_direction_cache()
+    for dim in range(290, 300):
+        sobol_rqmc.direction_numbers(dim)
+    held = sum(t.numel() * t.element_size() for t in sobol_rqmc._direction_cache.values())
+    assert 0 < held <= 3 * 12 * 4 * 300 and list(sobol_rqmc._direction_cache) == [297, 298, 299]
+    sobol_rqmc.clear_direction_cache()
+
+
+def test_spectral_widget_maximum_succeeds_on_4_channels_and_16_channels_are_refused_by_name():
+    z = sobol_rqmc_noise((2, 4, 128, 128), seed=0, points_per_replicate=2, mode="spectral",
+                         spectral_coefficients=sobol_rqmc.MAX_SPECTRAL_COEFFICIENTS)
+    assert torch.isfinite(z).all()
+    with pytest.raises(ValueError, match=r"spectral_coefficients = 5300 .* 16-channel .* at most 1325"):
+        sobol_rqmc_noise((2, 16, 128, 128), seed=0, points_per_replicate=2, mode="spectral", spectral_coefficients=5300)
+
+
+@pytest.mark.slow
+def test_sobol_scaling_bench_reports_time_and_memory_per_cell():
+    """One fresh process (torch import: a few seconds) at the widget maximum."""
+    from antithetic_sampling.nodes.evidence import noise_timing
+
+    res = noise_timing.sobol_scaling(points=(4096,), batches=(2,), repeats=1)
+    assert [(r["points_per_replicate"], r["batch"]) for r in res["rows"]] == [(4096, 2)]
+    for r in res["rows"]:
+        assert r["best_s"] > 0 and r["randn_s"] > 0 and r["peak_rss_increase_mb"] >= 0
+    table = noise_timing.scaling_markdown(res)
+    assert table.startswith("| points per replicate | batch |") and "| 4096 | 2 |" in table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from antithetic_sampling.nodes.methods.step_noise import MirroredStepNoise
+from antithetic_sampling.nodes.methods.step_noise import MirroredStepNoise, step_row_seed
 from antithetic_sampling.nodes.noise_objects import (
     AntitheticNoiseGenerator,
     SobolRQMCNoiseGenerator,
@@ -49,14 +49,46 @@ def test_step_noise_follows_device_dtype_and_custom_base():
     x = torch.zeros(2, 4, 4, 4, dtype=torch.float16)
     calls = []
 
-    def base(leaders, seed):
-        calls.append((tuple(leaders.shape), seed))
+    def base(leaders, row_seeds):
+        calls.append((tuple(leaders.shape), row_seeds))
         return lambda s, sn: torch.ones(leaders.shape)
 
     e = MirroredStepNoise(x, seed=5, base=base)(1.0, 0.5)
     assert e.dtype == torch.float16
-    assert calls == [((1, 4, 4, 4), 5)]  # one leader for one pair
+    assert calls == [((1, 4, 4, 4), [step_row_seed(5, 0, 0)])]  # one leader for one pair, seeded by (seed, group)
     assert torch.equal(e[0], torch.ones(4, 4, 4, dtype=torch.float16)) and torch.equal(e[1], -e[0])
+
+
+def _run(ns, calls=4):
+    return torch.stack([ns(torch.tensor(1.0 / (c + 1)), torch.tensor(0.5 / (c + 1))) for c in range(calls)])
+
+
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("layout", ["interleaved", "halves"])
+def test_step_noise_of_a_slice_equals_the_full_batch(k, layout):
+    """Group g's step noise depends only on (seed, g, call): LatentFromBatch slices and single items reproduce the
+    full batch, for both layouts (halves with design_size) and K-groups."""
+    n = 4 * k
+    full = _run(MirroredStepNoise(torch.zeros(n, 4, 8, 8), 7, k, layout))
+    for index in ([2, 3], [n - 1], [1, n - 2, 0], list(range(k, 2 * k))):
+        part = _run(MirroredStepNoise(torch.zeros(len(index), 4, 8, 8), 7, k, layout, design_size=n,
+                                      batch_index=index))
+        assert torch.equal(part, full[:, index]), index
+    other = _run(MirroredStepNoise(torch.zeros(n, 4, 8, 8), 8, k, layout))
+    assert not torch.equal(other, full)
+
+
+def test_step_noise_slice_with_mask_and_custom_base_uses_its_groups():
+    mask = torch.zeros(2, 8, 8)
+    mask[0, :, :4] = 1
+    mask[1, :4] = 1
+    full = _run(MirroredStepNoise(torch.zeros(4, 4, 8, 8), 3, mask=mask))
+    part = _run(MirroredStepNoise(torch.zeros(2, 4, 8, 8), 3, mask=mask, batch_index=[2, 3]))
+    assert torch.equal(part, full[:, 2:])  # group 1 keeps mask[1] in the slice too
+    seen = []
+    MirroredStepNoise(torch.zeros(2, 4, 4, 4), 3, base=lambda leaders, seeds: seen.append(seeds) or (lambda s, t: 0),
+                      batch_index=[4, 5])
+    assert seen == [[step_row_seed(3, 2, 0)]]
 
 
 def test_step_noise_does_not_touch_global_rng():
@@ -120,3 +152,18 @@ def test_map_latent_samples_rejects_non_tensor():
 def test_generator_validates_design():
     with pytest.raises(ValueError, match="group_size"):
         AntitheticNoiseGenerator(0, group_size=1)
+
+
+def test_noise_objects_note_the_batch_index_for_the_sampler():
+    """Core hands a SAMPLER no latent: the NOISE objects note the batch_index of the latent they just generated
+    noise for, per (seed, batch size), and the mirrored sampler recalls it."""
+    from antithetic_sampling.nodes.noise_objects import recall_batch_index
+
+    AntitheticNoiseGenerator(41).generate_noise({"samples": torch.zeros(2, 4, 4, 4), "batch_index": [2, 3]})
+    assert recall_batch_index(41, 2) == (2, 3)
+    AntitheticNoiseGenerator(41).generate_noise({"samples": torch.zeros(2, 4, 4, 4)})
+    assert recall_batch_index(41, 2) is None  # a later plain batch overrides the slice
+    SobolRQMCNoiseGenerator(42, points_per_replicate=2).generate_noise(
+        {"samples": torch.zeros(1, 4, 4, 4), "batch_index": [5]})
+    assert recall_batch_index(42, 1) == (5,)
+    assert recall_batch_index(43, 1) is None and recall_batch_index(None, 1) is None

@@ -192,9 +192,13 @@ def check_input(prompt: dict, nid: str, name: str, object_info: dict | None) -> 
         if name in valid:
             return
         raise SpecError(f"node {nid} ({node.get('class_type')}) has no input {name!r}; its inputs: {', '.join(valid)}")
+    present = ", ".join(node.get("inputs", {}))
     if object_info is not None:
-        present = ", ".join(node.get("inputs", {}))
         raise SpecError(f"node {nid} ({node.get('class_type')}) has no input {name!r}; it has: {present}")
+    # No node definition to consult: refuse rather than add an input the node may not have (a no-op sweep).
+    raise SpecError(f"node {nid} ({node.get('class_type')}) has no input {name!r} in the workflow; it has: {present}. "
+                    "An optional input the workflow leaves out can be set once the node's definition is known: "
+                    "give a running --server or --object-info FILE")
 
 
 def apply(prompt: dict, nid: str, name: str, value: Any) -> None:

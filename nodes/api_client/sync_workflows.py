@@ -19,6 +19,7 @@ import pathlib
 import sys
 import urllib.request
 
+from ..cli_args import plain
 from .convert import convert_ui_to_api
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -44,6 +45,11 @@ def api_path(ui_path: pathlib.Path) -> pathlib.Path:
 
 def used_classes(workflows: list[dict]) -> set[str]:
     return {n["type"] for wf in workflows for n in wf.get("nodes", []) if n.get("type") not in FRONTEND_ONLY}
+
+
+def pack_classes(object_info: dict) -> set[str]:
+    """Every node of this pack in a server's /object_info (saved too, so every node's sockets are checked offline)."""
+    return {cls for cls, info in object_info.items() if "antithetic" in str(info.get("python_module", "")).lower()}
 
 
 def trim_object_info(object_info: dict, classes: set[str]) -> dict:
@@ -87,7 +93,7 @@ def build_ui_workflows(object_info: dict, names: list[str] | None = None) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="antithetic-sampling sync-workflows", description=__doc__,
+    parser = argparse.ArgumentParser(prog="antithetic-sampling sync-workflows", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", help="ComfyUI URL whose /object_info to use (e.g. http://127.0.0.1:8188)")
     parser.add_argument("--object-info", type=pathlib.Path,
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="regenerate the UI workflows from example_workflows.py first (needs the pack's nodes)")
     parser.add_argument("--only", nargs="*", help="with --build: only these workflow names")
     parser.add_argument("--save-object-info", action="store_true",
-                        help="with --server: save the definitions of the classes the workflows use")
+                        help="with --server: save the definitions of the classes the workflows use and of every "
+                             "node of this pack")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if any copy is out of date")
     args = parser.parse_args(argv)
 
@@ -138,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         write(api_path(path), dumps(to_api(ui, object_info)))
 
     if args.server and args.save_object_info:
-        write(snapshot, dumps(trim_object_info(object_info, used_classes(list(workflows.values())))))
+        classes = used_classes(list(workflows.values())) | pack_classes(object_info)
+        write(snapshot, dumps(trim_object_info(object_info, classes)))
 
     verb = "out of date" if args.check else "written"
     for item in stale:

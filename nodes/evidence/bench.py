@@ -27,7 +27,6 @@ summary, README.md) and ``noise-timing``. No number is typed by hand.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from scipy import stats as sps
 
+from .. import cli_args
 from . import common
 from .designs import make_designs
 
@@ -320,7 +320,7 @@ def headline(result: dict) -> str:
     lines.append("")
     if plain and mirrored:
         lines.append(f"With Euler ancestral (fresh noise every step) a pair's brightness correlation is "
-                     f"{plain['brightness_correlation']:+.2f} when only the starting noise is mirrored and "
+                     f"{plain['brightness_correlation']:+.2f} when only the starting noise is negated and "
                      f"{mirrored['brightness_correlation']:+.2f} when the step noise is mirrored too "
                      "(**Antithetic Sampler**). ")
     lines[-1] += (f"Coverage should be 0.95 ± {2 * res['coverage_mc_se']:.2f} (two Monte-Carlo standard errors at "
@@ -336,19 +336,7 @@ def replace_readme_block(path: pathlib.Path, text: str, name: str = "bench-resul
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"), help="output folder")
-    ap.add_argument("--quick", action="store_true", help="CI setting: fewer repetitions and steps, learned model only")
-    ap.add_argument("--readme", type=pathlib.Path, action="append", default=[],
-                    help="markdown file whose bench-results / bench-headline / noise-timing blocks are rewritten "
-                         "(repeatable)")
-    ap.add_argument("--models", default=None, help="comma list of digits, analytic (default both; --quick: digits)")
-    ap.add_argument("--n", type=int, default=64, help="images per estimate (default 64)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 200; --quick 30)")
-    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default 10; --quick 6)")
-    ap.add_argument("--sampler", default="dpmpp_2m", choices=["euler", "ddim", "dpmpp_2m"])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-timing", action="store_true", help="skip the noise generation timing")
+    ap = cli_args.parser("bench")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)

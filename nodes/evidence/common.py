@@ -26,12 +26,13 @@ STAT_LABELS = {
 }
 
 
-def load_model(name: str):
-    """``digits`` (the learned, shipped denoiser), ``analytic`` (4x16x16 GMM) or ``analytic-small`` (1x8x8 GMM)."""
+def load_model(name: str, weights_dir=None):
+    """``digits`` (the learned denoiser: the shipped weights, or those in ``weights_dir``, hash-checked),
+    ``analytic`` (4x16x16 GMM) or ``analytic-small`` (1x8x8 GMM)."""
     if name == "digits":
         from .digits import load_digits_denoiser
 
-        return load_digits_denoiser()
+        return load_digits_denoiser(weights_dir)
     if name == "analytic":
         from .analytic import AnalyticGMM
 

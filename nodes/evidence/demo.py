@@ -3,13 +3,18 @@
 Generates iid, antithetic-pair, K-group (K = 4) and Sobol RQMC batches from the shipped digits denoiser
 (DPM++ 2M, Karras schedule), then writes to ``--out``:
 
-* ``grid_<design>.png`` image grids (pairs/groups side by side) and ``pairs.png`` (iid pairs vs antithetic pairs);
+* ``pairs.png``: "are the two images of a pair different?" (independent pairs left, antithetic pairs right, each
+  pair framed with its centered correlation) and ``grid_<design>.png``: every image of a design, its pairs, groups
+  or RQMC replicates framed;
 * pair correlations, standard and centered (Jia et al., Table 1; centre = mean image of a separate iid reference
   batch), pairwise diversity (1 - SSIM, RMSE, Vendi score; ``nodes.methods.diversity``);
-* the brightness estimate with each design's own 95 % CI (``nodes.methods.confidence``) and ``ci.png``;
-* the correlation of the two pair members along the sampling trajectory (``trajectory.png``);
+* the brightness estimate with each design's own 95 % CI (``nodes.methods.confidence``) and ``ci.png``: "how much
+  narrower is the interval?" (each interval, its width relative to iid, the reference value of a large iid batch);
+* the correlation of the two members of the antithetic pairs along the sampling trajectory (``trajectory.png``):
+  of the x0-estimate, centered as in the table (its last point is the table's value), and raw for x0 and x_t;
 * when Noise Awareness Guidance is available (``nodes.methods.noise_awareness``), the noise-shift curve
-  sigma_hat / sigma per step with and without guidance (``noise_shift.png``);
+  sigma_hat / sigma per step with and without guidance (``noise_shift.png``, "does my sampler drift?": the line
+  at 1 and the guidance band drawn);
 * ``numbers.json`` (every number) and ``report.md``; a summary table is printed.
 
 ``--quick`` is the CI setting (smaller batches, fewer steps). Needs no ComfyUI, no download, no scikit-learn.
@@ -17,17 +22,18 @@ Generates iid, antithetic-pair, K-group (K = 4) and Sobol RQMC batches from the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import pathlib
+import sys
 import time
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
+from .. import cli_args
+from ..methods import plots
 from . import common, harness
 from .designs import interval, make_designs
 
@@ -35,71 +41,102 @@ DEMO_DESIGNS = ("iid", "antithetic", "k4", "rqmc")
 
 
 # --------------------------------------------------------------------------- pictures
-def grid_image(images: torch.Tensor, cols: int, title: str, scale: int = 3, unit: int = 1) -> Image.Image:
-    """IMAGE [N, H, W, 3] 0..1 -> labelled PIL grid; a thin gap separates units (pairs/groups) in a row."""
-    n, h, w, _ = images.shape
-    rows = math.ceil(n / cols)
-    gap = 2
-    unit_gap = 6 if unit > 1 else gap
-    cell_w, cell_h = w * scale, h * scale
-    col_x = []
-    x = 4
-    for c in range(cols):
-        col_x.append(x)
-        x += cell_w + (unit_gap if unit > 1 and (c + 1) % unit == 0 else gap)
-    width = x + 2
-    height = 22 + rows * (cell_h + gap) + 4
-    img = Image.new("RGB", (width, height), (255, 255, 255))
-    ImageDraw.Draw(img).text((4, 4), title, fill=(30, 30, 30))
-    arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    for i in range(n):
-        r, c = divmod(i, cols)
-        tile = Image.fromarray(arr[i]).resize((cell_w, cell_h), Image.NEAREST)
-        img.paste(tile, (col_x[c], 22 + r * (cell_h + gap)))
-    return img
+UNIT_NAMES = {1: "image", 2: "pair"}
 
 
-def forest_plot(rows: list[tuple[str, float, float, float]], reference: float | None, title: str) -> Image.Image:
-    """Estimate with its CI per design (horizontal), dashed reference line."""
-    w, row_h, left = 560, 26, 190
-    h = 40 + row_h * len(rows) + 30
-    img = Image.new("RGB", (w, h), (255, 255, 255))
-    d = ImageDraw.Draw(img)
-    d.text((8, 6), title, fill=(30, 30, 30))
-    lo = min(r[2] for r in rows)
-    hi = max(r[3] for r in rows)
-    if reference is not None:
-        lo, hi = min(lo, reference), max(hi, reference)
-    pad = (hi - lo) * 0.1 or 1e-3
-    lo, hi = lo - pad, hi + pad
+def _unit_word(d) -> str:
+    if d.ci_design == "replicates":
+        return "RQMC replicate"
+    return "group" if d.unit_size > 2 else UNIT_NAMES.get(d.unit_size, "unit")
 
-    def px(v):
-        return left + (v - lo) / (hi - lo) * (w - left - 20)
 
-    top = 34
-    for i, (label, est, a, b) in enumerate(rows):
-        y = top + i * row_h + row_h // 2
-        d.text((8, y - 6), label, fill=(30, 30, 30))
-        d.line([(px(a), y), (px(b), y)], fill=(31, 119, 180), width=3)
-        d.line([(px(a), y - 5), (px(a), y + 5)], fill=(31, 119, 180), width=2)
-        d.line([(px(b), y - 5), (px(b), y + 5)], fill=(31, 119, 180), width=2)
-        d.ellipse([px(est) - 4, y - 4, px(est) + 4, y + 4], fill=(214, 39, 40))
-    y_axis = top + row_h * len(rows) + 4
-    d.line([(left, y_axis), (w - 20, y_axis)], fill=(120, 120, 120))
-    for t in range(5):
-        v = lo + (hi - lo) * t / 4
-        d.text((px(v) - 18, y_axis + 4), f"{v:.4f}", fill=(80, 80, 80))
-    if reference is not None:
-        x = px(reference)
-        for y in range(top, y_axis, 6):
-            d.line([(x, y), (x, y + 3)], fill=(44, 160, 44), width=1)
-    return img
+def grid_figure(d, images: torch.Tensor, n: int):
+    """Every image of one design; its units (pairs, groups, replicates) framed, replicates one per row."""
+    unit = max(1, d.unit_size)
+    if d.name == "iid":
+        return plots.image_grid(images, 8, f"{d.label}: {n} digits from independent noise",
+                                caption="every image has its own noise; no pairs")
+    if d.ci_design == "replicates":
+        cols = unit if unit <= 16 else 16
+        rows = [f"replicate {r + 1}" for r in range(math.ceil(n / cols))]
+        return plots.image_grid(images, cols, f"{d.label}: {n} digits, one RQMC replicate per row",
+                                unit=unit, row_labels=rows,
+                                caption=f"each framed row: {unit} scrambled Sobol' points; rows are independent")
+    cols = 8 if unit <= 8 else unit
+    what = "pair (z, −z)" if unit == 2 else f"group of {unit} (noises sum to zero)"
+    return plots.image_grid(images, cols, f"{d.label}: {n} digits, each framed {what}", unit=unit,
+                            caption=f"images of one {_unit_word(d)} are dependent by design")
+
+
+def pairs_figure(iid: torch.Tensor, anti: torch.Tensor, iid_r: np.ndarray, anti_r: np.ndarray, pairs: int = 8):
+    """First ``pairs`` pairs of each batch side by side, each labelled with its centered correlation."""
+    k = 2 * pairs
+
+    def panel(images, r, title):
+        return {"images": images[:k], "cols": 4, "unit": 2, "title": f"{title}\nmean centered r = {np.nanmean(r):+.2f}",
+                "unit_labels": [f"r = {v:+.2f}" for v in r[:pairs]]}
+
+    return plots.image_grids(
+        [panel(iid, iid_r, "independent noise (core RandomNoise)"),
+         panel(anti, anti_r, "antithetic noise: pairs (z, −z)")],
+        "Are the two images of a pair different? (r: centered correlation; −1 = opposite, 0 = unrelated)")
+
+
+def ci_figure(numbers: dict, ref_mean: float, ref_half: float):
+    rows, notes = [], []
+    for e in numbers["designs"].values():
+        b = e["brightness"]
+        rows.append((e["label"], b["estimate"], b["low"], b["high"]))
+        notes.append(f"{b['ci_width_vs_iid']:.2f}× iid width")
+    n, n_ref = numbers["n_images"], numbers["reference"]["n_images"]
+    return plots.forest_plot(
+        rows, title=f"How much narrower is the interval? Mean brightness, 95 % interval from N = {n} images each",
+        xlabel="mean brightness of the digits (0 = black, 1 = white)", reference=ref_mean,
+        reference_band=(ref_mean - ref_half, ref_mean + ref_half),
+        reference_label=f"mean of {n_ref} iid images", notes=notes)
+
+
+def trajectory_figure(traj: dict, table_value: float):
+    steps = traj["step"]
+    series = {
+        "x₀-estimate, centered (as in the table)": (steps, traj["denoised_centered"]),
+        "x₀-estimate, raw Pearson": (steps, traj["denoised"]),
+        "state x_t, raw Pearson": (steps, traj["state"]),
+    }
+    styles = {"x₀-estimate, raw Pearson": {"linestyle": "--", "linewidth": 1.5},
+              "state x_t, raw Pearson": {"linestyle": ":", "linewidth": 1.5}}
+    return plots.line_plot(
+        series, title="Does an antithetic pair stay opposite while sampling?\nmean correlation of the two images, per step",
+        xlabel=f"sampling step (σ from {traj['sigma'][0]:.3g} down to {traj['sigma'][-1]:.3g})",
+        ylabel="correlation within a pair", ylim=(-1.05, 1.05), styles=styles, legend_below=True, size=(600, 440),
+        hlines=[(table_value, f"final images, centered (table): {table_value:+.2f}")])
+
+
+def noise_shift_figure(shift: dict, sampler: str, steps: int):
+    curves = {}
+    band_steps: list[int] = []
+    for label, c in shift["curves"].items():
+        if not c["step"]:
+            continue
+        curves[label] = {"step": c["step"], "ratio": c["ratio"], "sigma": c["sigma"]}
+        if c.get("active") and not band_steps:
+            band_steps = [st for st, a in zip(c["step"], c["active"], strict=False) if a]
+    lo, hi = (shift.get("band") or [None, None])[:2]
+    band_label = f"guidance band (σ {lo:g}–{hi:g})" if lo is not None else "guidance band"
+    return plots.noise_shift_plot(
+        curves, f"Does my sampler drift? σ̂/σ per step, digits model, {sampler} {steps} steps",
+        band_steps=band_steps, band_label=band_label, sigmas=next(iter(curves.values()))["sigma"])
 
 
 # --------------------------------------------------------------------------- measurements
-def trajectory_correlation(model, noise: torch.Tensor, sigmas: torch.Tensor, sampler: str) -> dict:
-    """Mean Pearson correlation between the members of each (interleaved) pair, per step, for x_t and x0-hat."""
-    rows = {"step": [], "sigma": [], "state": [], "denoised": []}
+def trajectory_correlation(model, noise: torch.Tensor, sigmas: torch.Tensor, sampler: str,
+                           center: torch.Tensor | None = None) -> dict:
+    """Mean Pearson correlation between the members of each (interleaved) pair, per step: raw for the state x_t
+    and the x0-estimate (model space); with ``center`` (the population-mean image [C, H, W] of the view) also the
+    centered correlation of the x0-estimate in the view the statistics use (``common.to_view``), which at the
+    last step is the centered pair correlation of the final images."""
+    rows = {"step": [], "sigma": [], "state": [], "denoised": [], "denoised_centered": []}
+    pairs = common.unit_pairs(noise.shape[0], 2)
 
     def corr(t):
         f = t.reshape(t.shape[0], -1).to(torch.float64)
@@ -113,6 +150,9 @@ def trajectory_correlation(model, noise: torch.Tensor, sigmas: torch.Tensor, sam
         rows["sigma"].append(float(s[0]))
         rows["state"].append(corr(x))
         rows["denoised"].append(corr(den))
+        if center is not None:
+            _, cen = common.pair_correlations(common.to_view(model, den), pairs, center)
+            rows["denoised_centered"].append(float(np.nanmean(cen)))
 
     harness.sample(model.denoise, noise, sigmas, sampler, callback=cb)
     return rows
@@ -166,9 +206,8 @@ def _mean(a) -> float:
 
 # --------------------------------------------------------------------------- main
 def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = None, steps: int | None = None,
-        sampler: str = "dpmpp_2m", model_name: str = "digits") -> dict:
+        sampler: str = "dpmpp_2m", model_name: str = "digits", weights: pathlib.Path | None = None) -> dict:
     from ..methods.diversity import pair_diversity
-    from ..methods.plots import line_plot
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -176,7 +215,10 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
     steps = steps or (6 if quick else 12)
     n_ref = 128 if quick else 1024
     out.mkdir(parents=True, exist_ok=True)
-    model = common.load_model(model_name)
+    model = common.load_model(model_name, weights)
+    weights_info = describe_weights(model)
+    if weights_info:
+        print(weights_info["line"], flush=True)
     designs = make_designs(model.shape, points=8, spectral=(), include=DEMO_DESIGNS)
     sigmas = harness.get_sigmas(model, steps, "karras")
     try:
@@ -193,9 +235,9 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
 
     # reference batch: the population mean image (centre of the centered correlation) and the brightness truth
     ref_design = designs[0]
-    ref = common.generate(model, ref_design, n_ref, seed + 99991, steps, sampler)
-    ref_view = common.to_display(model, ref)
-    ref_bright = common.statistics(model, ref)["brightness"]
+    ref_x0 = common.generate(model, ref_design, n_ref, seed + 99991, steps, sampler)
+    ref_view = common.to_display(model, ref_x0)
+    ref_bright = common.statistics(model, ref_x0)["brightness"]
     center = ref_view.mean(0)
     tick("reference batch")
 
@@ -204,10 +246,11 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
                "reference": {"n_images": n_ref, "brightness_mean": float(ref_bright.mean()),
                              "brightness_se": float(ref_bright.std(ddof=1) / math.sqrt(n_ref))},
                "designs": {}}
-    forest = []
-    grids = {}
+    shown = {}
+    noises = {}
     for i, d in enumerate(designs):
-        x0 = common.generate(model, d, n, seed + 1000 * i, steps, sampler)
+        noises[d.name] = seed + 1000 * i
+        x0 = common.generate(model, d, n, noises[d.name], steps, sampler)
         disp = common.to_display(model, x0)
         unit = max(2, d.unit_size)
         pairing = "interleaved" if unit == 2 else "groups of K"
@@ -215,9 +258,8 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
         head = div.headline()
         bright = common.statistics(model, x0)["brightness"]
         ci = interval(bright, d)
-        cols = 8 if unit <= 8 else unit
-        grids[d.name] = grid_image(disp, cols, f"{d.label}: {n} digits", unit=unit if d.name != "iid" else 1)
-        grids[d.name].save(out / f"grid_{d.name}.png")
+        grid_figure(d, disp, n).savefig(out / f"grid_{d.name}.png", dpi=plots.DPI)
+        shown[d.name] = (disp, div.centered_correlation)
         numbers["designs"][d.name] = {
             "label": d.label,
             "pairing": f"{pairing} (K={unit})" if pairing != "interleaved" else pairing,
@@ -230,43 +272,37 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
             "brightness": {"estimate": ci.estimate, "low": ci.low, "high": ci.high, "half_width": ci.half_width,
                            "units": ci.units, "dof": ci.dof, "estimator": ci.design},
         }
-        forest.append((d.label, ci.estimate, ci.low, ci.high))
         tick(d.name)
     iid_hw = numbers["designs"]["iid"]["brightness"]["half_width"]
     for e in numbers["designs"].values():
         e["brightness"]["ci_width_vs_iid"] = e["brightness"]["half_width"] / iid_hw if iid_hw > 0 else float("nan")
 
-    # pairs picture: first 8 iid "pairs" next to the first 8 antithetic pairs
-    a = grids["iid"]
-    b = grids["antithetic"]
-    both = Image.new("RGB", (max(a.width, b.width), a.height + b.height + 6), (255, 255, 255))
-    both.paste(a, (0, 0))
-    both.paste(b, (0, a.height + 6))
-    both.save(out / "pairs.png")
-    forest_plot(forest, float(ref_bright.mean()),
-                f"brightness, 95% CI per design (N={n}); green: {n_ref}-image iid reference").save(out / "ci.png")
+    # pairs picture: the first 8 iid "pairs" (consecutive images) next to the first 8 antithetic pairs
+    plots.save_png(pairs_figure(shown["iid"][0], shown["antithetic"][0], shown["iid"][1], shown["antithetic"][1]),
+                   out / "pairs.png")
+    ref = numbers["reference"]
+    plots.save_png(ci_figure(numbers, ref["brightness_mean"], 1.96 * ref["brightness_se"]), out / "ci.png")
 
-    # trajectory correlation of antithetic pairs (paper Fig. 3)
-    anti = designs[1].noise((min(n, 32), *model.shape), seed + 5)
-    traj = trajectory_correlation(model, anti, sigmas, sampler)
+    # trajectory correlation of the antithetic pairs of the table (same noise), paper Fig. 3
+    anti_d = next(d for d in designs if d.name == "antithetic")
+    anti = anti_d.noise((n, *model.shape), noises["antithetic"])
+    traj = trajectory_correlation(model, anti, sigmas, sampler, center=common.to_view(model, ref_x0).mean(0))
     numbers["trajectory"] = traj
-    line_plot({"x_t": (traj["step"], traj["state"]), "x0-hat": (traj["step"], traj["denoised"])},
-              title="antithetic pair correlation along the trajectory", xlabel="step",
-              size=(420, 240)).save(out / "trajectory.png")
+    table_value = numbers["designs"]["antithetic"]["pair_correlation_centered"]
+    plots.save_png(trajectory_figure(traj, table_value), out / "trajectory.png")
     tick("trajectory")
 
     shift = noise_shift(model, designs[0].noise((min(n, 32), *model.shape), seed + 6), sigmas, sampler, seed)
     if shift is not None and shift.get("curves"):
         numbers["noise_shift"] = shift
-        series = {k: (v["step"], v["ratio"]) for k, v in shift["curves"].items() if v["step"]}
-        if series:
-            line_plot(series, title="noise shift: sigma_hat / sigma per step", xlabel="step",
-                      size=(420, 240)).save(out / "noise_shift.png")
+        if any(v["step"] for v in shift["curves"].values()):
+            plots.save_png(noise_shift_figure(shift, sampler, steps), out / "noise_shift.png")
     else:
         numbers["noise_shift"] = None
     tick("noise shift")
     if bar:
         bar.close()
+    numbers["weights"] = weights_info
     numbers["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "numbers.json").write_text(json.dumps(numbers, indent=2), encoding="utf-8")
     table = summary_table(numbers)
@@ -318,17 +354,35 @@ def report(numbers: dict, table: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def describe_weights(model) -> dict | None:
+    """Which weights a learned model was loaded from (path, sha256 checked against its config, shipped or not)."""
+    cfg = getattr(model, "config", None) or {}
+    if "weights_path" not in cfg:
+        return None
+    from .digits import WEIGHTS_DIR
+
+    path = pathlib.Path(cfg["weights_path"])
+    shipped = path.parent.resolve() == WEIGHTS_DIR.resolve()
+    val = (cfg.get("validation") or {}).get("loss")
+    line = (f"weights: {path} ({'shipped' if shipped else 'NOT the shipped weights'}; sha256 "
+            f"{cfg['weights_sha256'][:16]}… matches its config; {cfg.get('training', {}).get('steps', '?')} training "
+            f"steps; validation loss {val:.5f})" if val is not None else f"weights: {path}")
+    return {"path": str(path), "sha256": cfg["weights_sha256"], "shipped": shipped, "validation_loss": val,
+            "line": line}
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("demo_out"), help="output folder (default demo_out)")
-    ap.add_argument("--quick", action="store_true", help="CI setting: 16 images per design, 6 steps")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n", type=int, default=None, help="images per design (default 64; --quick 16)")
-    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default 12; --quick 6)")
-    ap.add_argument("--sampler", default="dpmpp_2m", choices=["euler", "ddim", "dpmpp_2m"])
+    ap = cli_args.parser("demo")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    run(args.out, quick=args.quick, seed=args.seed, n=args.n, steps=args.steps, sampler=args.sampler)
+    from .digits import WeightsIntegrityError
+
+    try:
+        run(args.out, quick=args.quick, seed=args.seed, n=args.n, steps=args.steps, sampler=args.sampler,
+            weights=args.weights)
+    except WeightsIntegrityError as exc:
+        print(f"demo: refusing to run: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

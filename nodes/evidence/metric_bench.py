@@ -14,14 +14,13 @@ check (antithetic pairs: centered correlation near -1, exactly -1 around the tru
 
 from __future__ import annotations
 
-import argparse
-import pathlib
 import platform
 import time
 
 import numpy as np
 import torch
 
+from .. import cli_args
 from ..methods import confidence as ci
 from ..methods import diversity as dv
 from .noise_timing import publish
@@ -138,14 +137,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling metric-bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=64, help="images in the batch (even; default 64)")
-    ap.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
-    ap.add_argument("--all-pairs", default="8,16,32,64", help="batch sizes for the all-pairs scaling (comma list)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="16 images of 128x128, all pairs up to 16 (smoke test)")
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"))
-    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the metric-results block of this README")
+    ap = cli_args.parser("metric-bench")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.size, args.all_pairs, args.repeats = 16, 128, "8,16", 1

@@ -8,9 +8,9 @@ first call's extra cost is reported separately.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
+import os
 import pathlib
 import platform
 import statistics
@@ -18,8 +18,9 @@ import time
 
 import torch
 
+from .. import cli_args
 from ..methods.antithetic import antithetic_noise
-from ..methods.sobol_rqmc import MAX_SOBOL_DIM, _digit_masks, sobol_digits, sobol_rqmc_noise
+from ..methods.sobol_rqmc import MAX_SOBOL_DIM, clear_direction_cache, sobol_rqmc_noise
 
 SHAPES = {
     "SD1.5 512² ×8": (8, 4, 64, 64),
@@ -55,8 +56,7 @@ def measure(repeats: int = 7, shapes: dict | None = None, progress=None) -> dict
         first = {}
         for name, fn in designs.items():
             if "Sobol" in name or "RQMC" in name:
-                sobol_digits.cache_clear()
-                _digit_masks.cache_clear()
+                clear_direction_cache()
             t0 = time.perf_counter()
             fn(shape, 0)
             first[name] = time.perf_counter() - t0
@@ -110,13 +110,13 @@ def markdown(result: dict) -> str:
     full = [s for s in sobol_missed if math.prod(by[(s, "Sobol RQMC (auto, n=8)")]["dims"][1:]) <= MAX_SOBOL_DIM]
     if full:
         lines.append(
-            "  Where `auto` runs Sobol' in full dimension (SD1.5: one scrambled point per latent value), each value "
-            "needs its own uniform draw for the lower digits plus the scramble digits and an inverse-normal "
-            "transform; torch's CPU generator draws uniforms no faster than normals, so the random numbers alone "
-            "cost about 1.5× randn. In absolute terms it is a few milliseconds per batch on one CPU thread, once per "
-            "generation. `spectral` mode (Sobol' points only for the lowest DCT frequencies, iid elsewhere; what "
-            "`auto` uses above 21201 values per item) avoids most of it; compare both on your statistic in the "
-            "bench table above before switching."
+            "  Where `auto` runs Sobol' in full dimension (SD1.5: one scrambled point per latent value), every value "
+            "is a scrambled 32-bit word (cell digits XOR-ed in, lower digits straight from PCG64 random bits) "
+            "mapped through an inverse-normal transform (float32 erfinv, float64 in the ~4 % of tails): several "
+            "passes over the batch where core randn makes one. In absolute terms it is a few milliseconds per "
+            "batch on one CPU thread, once per generation. `spectral` mode (Sobol' points only for the lowest DCT "
+            "frequencies, iid elsewhere; what `auto` uses above 21201 values per item) avoids most of it; compare "
+            "both on your statistic in the bench table above before switching."
         )
     return "\n".join(lines)
 
@@ -161,13 +161,79 @@ def publish(out_dir: pathlib.Path, stem: str, result: dict, table: str, readme: 
         print(f"warning: no {block} block in {readme}")
 
 
+SCALING_POINTS = (8, 64, 1024, 4096)
+SCALING_BATCHES = (8, 64)
+_SCALING_CHILD = """
+import json, resource, sys, time
+import torch
+torch.set_num_threads(1)
+from antithetic_sampling.nodes.methods.sobol_rqmc import sobol_rqmc_noise
+n, batch, repeats = (int(a) for a in sys.argv[1:4])
+shape = (batch, 4, 64, 64)
+import scipy.stats  # noqa: F401  (imported before the baseline: its memory is not the call's)
+torch.randn(shape)  # warm the allocator and the randn path
+base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+sobol_rqmc_noise(shape, 0, points_per_replicate=n, mode="full")
+first = time.perf_counter() - t0
+peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+g = torch.Generator().manual_seed(0)
+best = rbest = float("inf")
+for r in range(repeats):  # interleaved, so a load spike hits both; best of N
+    t0 = time.perf_counter()
+    sobol_rqmc_noise(shape, r + 1, points_per_replicate=n, mode="full")
+    t1 = time.perf_counter()
+    torch.randn(shape, generator=g)
+    t2 = time.perf_counter()
+    best, rbest = min(best, t1 - t0), min(rbest, t2 - t1)
+print(json.dumps({"points_per_replicate": n, "batch": batch, "first_s": first, "best_s": best, "randn_s": rbest,
+                  "peak_rss_increase_mb": (peak_kb - base_kb) / 1024}))
+"""
+
+
+def sobol_scaling(points=SCALING_POINTS, batches=SCALING_BATCHES, repeats: int = 5) -> dict:
+    """Time and peak memory of full-mode Sobol RQMC on SD1.5 latents (4x64x64) per points_per_replicate and batch.
+
+    Each cell runs in a fresh process so the peak RSS increase (getrusage, over the process after importing torch
+    and drawing one randn batch) belongs to that call alone; first call includes the direction numbers."""
+    import subprocess
+    import sys
+
+    rows = []
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    for n in points:
+        for b in batches:
+            out = subprocess.run([sys.executable, "-c", _SCALING_CHILD, str(n), str(b), str(repeats)],
+                                 capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"rows": rows, "repeats": repeats, "threads": 1, "torch": torch.__version__,
+            "machine": platform.machine(), "load_average": [load_before, load_after], "cpus": os.cpu_count()}
+
+
+def scaling_markdown(result: dict) -> str:
+    lines = ["| points per replicate | batch | first call ms | best ms | ×randn | peak RSS increase MB |",
+             "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['points_per_replicate']} | {r['batch']} | {r['first_s'] * 1e3:.1f} | "
+                     f"{r['best_s'] * 1e3:.2f} | {r['best_s'] / r['randn_s']:.2f} | {r['peak_rss_increase_mb']:.0f} |")
+    lines.append("")
+    lines.append(f"Sobol RQMC, SD1.5 latents (4x64x64), mode full, one CPU thread, torch {result['torch']}; best of "
+                 f"{result['repeats']}; each row in a fresh process (`antithetic-sampling noise-bench --sobol-scaling`).")
+    load = result.get("load_average") or [None, None]
+    if None not in load:
+        lines.append(f"Load average {load[0]:.1f} before and {load[1]:.1f} after the run on {result.get('cpus')} CPUs: "
+                     "above the CPU count the times carry the other jobs' share (the memory column does not).")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="antithetic-sampling noise-bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--quick", action="store_true", help="SD1.5 shapes only, 3 repeats")
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"))
-    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the noise-timing block of this README")
+    ap = cli_args.parser("noise-bench")
     args = ap.parse_args(argv)
+    if args.sobol_scaling:
+        result = sobol_scaling(repeats=args.repeats)
+        publish(args.out, "sobol_scaling", result, scaling_markdown(result), args.readme, "sobol-scaling")
+        return 0
     shapes = {k: v for k, v in SHAPES.items() if k.startswith("SD1.5")} if args.quick else SHAPES
     repeats = 3 if args.quick else args.repeats
     try:

@@ -27,6 +27,8 @@ What it does
 * :class:`ComfyServer` starts ``main.py --cpu`` on a free 127.0.0.1 port with its own ``--base-directory``
   (the pack symlinked as ``custom_nodes/antithetic-sampling``, the checkpoint linked into
   ``models/checkpoints``), ``OMP_NUM_THREADS=1``, log in ``<base>/comfyui.log``; HTTP via stdlib ``urllib``.
+  ``cpu=False`` runs on the GPU(s) the process sees; ``checkout_folders=True`` uses the checkout's own models and
+  custom nodes (the Ray actors of ``antithetic-queue --ray``) with a private output/temp folder.
 
 Only the standard library is imported at module level (PIL lazily in :meth:`ComfyServer.fetch_image`,
 torch/comfy only inside the checkpoint generator, which runs in the ComfyUI subprocess).
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -158,6 +161,8 @@ class Requirement:
     specifier: str
     essential: bool
     line: str
+    # a line of this pack's own requirements.txt: the pack's nodes import it, so it must be importable
+    pack: bool = False
 
 
 _REQ_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*([^;#]*)")
@@ -369,7 +374,10 @@ def check_requirements(reqs: list[Requirement], probe: dict, startup: set[str]) 
             note = STAND_INS["torchvision"]
         elif not importable:
             what = "not installed" if installed is None else f"cannot locate {', '.join(missing)}"
-            if r.essential and needed_at_start:
+            if r.pack:
+                blocking = True
+                note = f"{what}; this pack's nodes import it (pip install -r {ROOT / 'requirements.txt'} into that python)"
+            elif r.essential and needed_at_start:
                 blocking = True
                 note = what
             elif r.essential:
@@ -437,6 +445,12 @@ def discover(timeout: float = 300.0) -> ComfyEnv:
         reqs = parse_requirements((path / "requirements.txt").read_text(encoding="utf-8"))
     except OSError as e:
         raise ComfyUnavailable(f"ComfyUI at {path} has no readable requirements.txt: {e}") from e
+    # and what this pack's nodes import beyond ComfyUI (numpy, scipy, safetensors, matplotlib)
+    known = {normalize_dist(r.name) for r in reqs}
+    pack_file = ROOT / "requirements.txt"
+    if pack_file.is_file():
+        reqs += [dataclasses.replace(r, pack=True) for r in parse_requirements(pack_file.read_text(encoding="utf-8"))
+                 if normalize_dist(r.name) not in known]
     payload = json.dumps([{"name": r.name, "specifier": r.specifier, "guesses": module_guesses(r.name)} for r in reqs])
     try:
         proc = subprocess.run(
@@ -700,13 +714,21 @@ class ComfyServer:
         self,
         cenv: ComfyEnv,
         base_dir: str | os.PathLike,
-        checkpoint: str | os.PathLike,
+        checkpoint: str | os.PathLike | None,
         extra_args: list[str] | None = None,
+        cpu: bool = True,
+        checkout_folders: bool = False,
     ) -> None:
         self.env = cenv
         self.base_dir = pathlib.Path(base_dir)
-        self.checkpoint_path = pathlib.Path(checkpoint)
+        self.checkpoint_path = pathlib.Path(checkpoint) if checkpoint is not None else None
         self.extra_args = list(extra_args or [])
+        # cpu=False: the GPU(s) the process may see (CUDA_VISIBLE_DEVICES, set by Ray for a num_gpus=1 actor).
+        self.cpu = cpu
+        # checkout_folders=True: the checkout's own models/, custom_nodes/ (the pack installed there) and input/;
+        # only output/ and temp/ live in base_dir, so that servers sharing a checkout never overwrite each other's
+        # images. False (tests, soak): base_dir is the whole base directory, the pack symlinked, the checkpoint linked.
+        self.checkout_folders = checkout_folders
         self.port = 0
         self.url = ""
         self.proc: subprocess.Popen | None = None
@@ -719,13 +741,17 @@ class ComfyServer:
 
     # -- lifecycle
     def _prepare_base(self) -> None:
+        if self.checkout_folders:
+            for sub in ("output", "temp"):
+                (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+            return
         for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user"):
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         link = self.base_dir / "custom_nodes" / PACK_FOLDER
         if not link.exists():
             link.symlink_to(ROOT, target_is_directory=True)
         ckpt = self.base_dir / "models" / "checkpoints" / CHECKPOINT_NAME
-        if not ckpt.exists():
+        if self.checkpoint_path is not None and not ckpt.exists():
             try:
                 ckpt.symlink_to(self.checkpoint_path)
             except OSError:
@@ -736,17 +762,20 @@ class ComfyServer:
         self._prepare_base()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if self.checkout_folders:
+            folders = ["--output-directory", str(self.base_dir / "output"), "--temp-directory", str(self.base_dir / "temp")]
+        else:
+            folders = ["--base-directory", str(self.base_dir)]
         cmd = [
             self.env.python,
             "main.py",
-            "--cpu",
+            *(["--cpu"] if self.cpu else []),
             "--listen",
             "127.0.0.1",
             "--port",
             str(self.port),
             "--disable-auto-launch",
-            "--base-directory",
-            str(self.base_dir),
+            *folders,
             # what the checkout supports of: API nodes off, database in memory (see launch_flags)
             *self.env.launch_flags,
             *self.extra_args,

@@ -197,6 +197,7 @@ def _pairs_into(out: torch.Tensor, indices: Sequence[int], seed: int, layout: st
 
 def incomplete_groups(batch_size: int, k: int, layout: str, design_size: int = 0) -> int:
     """Number of items that belong to a group not complete within a plain batch of ``batch_size``."""
+    validate_design(k, layout, design_size)
     n = design_size or batch_size
     seen: dict[int, int] = {}
     for i in range(batch_size):

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from .validation import check_unit_range
+
 __all__ = [
     "DESIGNS",
     "LAYOUTS",
@@ -300,6 +302,7 @@ def image_statistic(images: Any, statistic: str = "mean brightness", channel: in
     arr = _as_array(images, "images")
     if arr.ndim != 4:
         raise ValueError(f"images: expected an IMAGE batch [N, H, W, C], got shape {tuple(arr.shape)}")
+    check_unit_range(arr, "images")
     c = arr.shape[-1]
     key = str(statistic).strip().lower()
     if key == "per-pixel mean map":

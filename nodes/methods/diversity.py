@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .validation import check_finite, check_int, check_unit_range
+
 __all__ = [
     "PAIRINGS",
     "PairDiversity",
@@ -74,6 +76,7 @@ def validate_images(images, name: str = "images") -> torch.Tensor:
     bad = _count_nonfinite(images)
     if bad:
         raise ValueError(f"{name}: contains {bad} NaN/inf pixel value(s); fix the upstream node (e.g. a VAE in fp16)")
+    check_unit_range(images, name)
     return images
 
 
@@ -168,6 +171,8 @@ def clip_image_embeddings(
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Normalised 1-D Gaussian taps (float64), centre at size // 2."""
+    check_int(size, "size", minimum=1)
+    check_finite(sigma, "sigma", minimum=1e-6)
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
@@ -330,6 +335,9 @@ def _corr_from_gram(g: np.ndarray, s: np.ndarray, d: int) -> np.ndarray:
 
 def cosine_similarity_matrix(features: torch.Tensor | np.ndarray) -> np.ndarray:
     """K_ij = cos(f_i, f_j) in float64 for features [N, D]; a zero vector is similar only to itself."""
+    shape = tuple(features.shape) if hasattr(features, "shape") else np.shape(features)
+    if len(shape) < 2 or shape[0] < 1 or int(np.prod(shape[1:])) < 1:
+        raise ValueError(f"features must be [N, D] with N >= 1 items and D >= 1 values, got shape {shape}")
     f = torch.as_tensor(features).reshape(len(features), -1).double()
     norms = f.norm(dim=1)
     fn = f / norms.clamp_min(1e-300)[:, None]
@@ -344,8 +352,14 @@ def vendi_score(features: torch.Tensor | np.ndarray | None = None, kernel: np.nd
     if kernel is None:
         if features is None:
             raise ValueError("vendi_score: give features or kernel")
+        shape = tuple(features.shape) if hasattr(features, "shape") else np.shape(features)
+        if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+            raise ValueError(f"vendi_score: features must be [N, D] with N >= 1 items and D >= 1 values, got shape "
+                             f"{shape}")
         kernel = cosine_similarity_matrix(features)
     k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 2 or k.shape[0] < 1 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"vendi_score: kernel must be a square [N, N] matrix with N >= 1, got shape {k.shape}")
     lam = np.linalg.eigvalsh(k / k.shape[0])
     lam = lam[lam > 1e-15]
     return float(np.exp(-np.sum(lam * np.log(lam))))

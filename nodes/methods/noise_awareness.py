@@ -1,4 +1,5 @@
-"""Training-free Noise Awareness Guidance (after Zhong et al., arXiv 2510.12497, ICLR 2026).
+"""Noise Awareness Guidance (Zhong et al., arXiv 2510.12497, ICLR 2026): the paper's classifier-free and classifier
+forms and a training-free approximation, one formula in VE coordinates (equation 2 below).
 
 Unrelated to *Normalized Attention Guidance* (also abbreviated "NAG"); this is the noise-level guidance of
 "Mitigating the Noise Shift for Denoising Generative Models via Noise Awareness Guidance".
@@ -8,7 +9,9 @@ has after training with noise-condition dropout:
 
     s_nag(x | t) = s(x | t) + w * [ s(x | t) - s(x) ].
 
-This module is a **training-free approximation** for ordinary checkpoints. A noise-unconditional score is exactly
+Both paper forms are here for models that support them (``classifier_free_guidance`` needs that branch,
+``classifier_guidance`` a trained noise-level regressor g; the embedded digits model has both). For ordinary
+checkpoints this module offers a **training-free approximation**. A noise-unconditional score is exactly
 the posterior-weighted mixture of noise-conditional scores, s(x) = E_{tau ~ p(tau|x)} s(x | tau); in high
 dimension p(tau|x) concentrates at the level the state actually carries, s_hat, so s(x) ~= s(x | s_hat). With
 scores written through x0-estimates in variance-exploding (VE) coordinates, s(x_v | s) = (D - x_v) / s^2:
@@ -57,6 +60,8 @@ from collections.abc import Callable
 
 import torch
 
+from .validation import check_band, check_finite, check_seed
+
 __all__ = [
     "DEFAULT_ESTIMATOR",
     "DEFAULT_MAX_SHIFT",
@@ -67,6 +72,12 @@ __all__ = [
     "guidance_step",
     "LEVEL_ESTIMATORS",
     "awareness_correction",
+    "classifier_free_guidance",
+    "classifier_free_score_gap",
+    "classifier_guidance",
+    "epsilon_scaling",
+    "level_guidance",
+    "training_free_score_gap",
     "calibrated_level",
     "sure_level",
     "clamp_level",
@@ -83,9 +94,12 @@ __all__ = [
 # User-facing estimator names (the node's `level_estimator` widget).
 LEVEL_ESTIMATORS = ("sure_residual", "calibrated_residual", "naive_residual")
 
-# Defaults of the nodes and of NoiseAwarenessGuide, one source of truth. Chosen from `antithetic-sampling
-# guidance-bench` (README "Measured results: Noise Awareness Guidance"); the bench reports them next to the numbers.
-DEFAULT_SCALE = 1.0
+# Defaults of the nodes and of NoiseAwarenessGuide, one source of truth. The scale follows the held-out rule of
+# `antithetic-sampling guidance-h2h` (docs/evidence.md): the default is the training-free variant that is better on
+# some sampler/step setting of the held-out seeds and worse on none. None was (every candidate, this approximation at
+# any w included, lost somewhere), so the default is off: w = 0 is plain CFG, bit-identical to core KSampler and at
+# no extra cost. The band, clamp and estimator are the defaults for when a user turns it on (guidance-bench).
+DEFAULT_SCALE = 0.0
 DEFAULT_SIGMA_START = 2.0
 DEFAULT_SIGMA_END = 0.1
 DEFAULT_MAX_SHIFT = 0.3
@@ -148,8 +162,7 @@ def clamp_level(s_hat: torch.Tensor, s_v: torch.Tensor, max_shift: float, one_si
     noise than its nominal level (the direction the paper reports); (s_v/s_hat)^2 > 1 would amplify the
     correction and makes the two-sided form diverge for w >~ 1.
     """
-    if max_shift < 0:
-        raise ValueError(f"max_level_shift must be >= 0, got {max_shift}")
+    max_shift = check_finite(max_shift, "max_level_shift", minimum=0.0)
     hi = s_v * (1.0 + max_shift)
     lo = s_v if one_sided else s_v / (1.0 + max_shift)
     return torch.minimum(torch.maximum(s_hat, lo), hi)
@@ -169,6 +182,7 @@ def awareness_correction(
     All x0-estimates (D_*) are in data coordinates, which are the same in every parameterisation; x_v is the
     VE state. s_v, s_hat: [B].
     """
+    w = check_finite(w, "w")
     if w == 0:
         return d_cfg
     k = _bcast((s_v / s_hat).pow(2).to(x_v.dtype), x_v)
@@ -176,8 +190,8 @@ def awareness_correction(
 
 
 def in_band(s_v: torch.Tensor, sigma_start: float, sigma_end: float) -> torch.Tensor:
-    """True where sigma_end <= s_v <= sigma_start (VE level = noise-to-signal ratio)."""
-    hi, lo = max(sigma_start, sigma_end), min(sigma_start, sigma_end)
+    """True where sigma_end <= s_v <= sigma_start (VE level = noise-to-signal ratio); swapped ends are refused."""
+    hi, lo = check_band(sigma_start, sigma_end)
     return (s_v <= hi) & (s_v >= lo) & torch.isfinite(s_v)
 
 
@@ -186,9 +200,82 @@ def reference_noise(shape: tuple[int, ...] | torch.Size, seed: int, step: int, s
 
     Seeded by (seed, step, salt) so a run is reproducible and each step/call gets independent noise.
     """
+    seed = check_seed(seed)
     mixed = (int(seed) * 1_000_003 + int(step) * 9_176 + int(salt) * 7_919 + 0x5EED) % (2**63 - 1)
     g = torch.Generator(device="cpu").manual_seed(mixed)
     return torch.randn(tuple(shape), generator=g, dtype=torch.float32)
+
+
+# ---- the paper's two forms and the training-free one: one formula in VE coordinates ---------------------------
+#
+# By Bayes, grad_x log p(s | x) = s(x | s) - s(x): the paper's guidance term *is* the gradient of the log posterior
+# of the nominal level. Every variant below estimates that one vector field, Delta(x) ~= grad_x log p(s_v | x), and
+# applies it through the same formula. In x0-estimates (VE: D = x_v + s_v^2 s(x_v | s_v)):
+#
+#     s~ = s(x | s_v) + w Delta(x)         <=>        D~ = D_cfg + w s_v^2 Delta(x)                        (2)
+#
+#   classifier-free (needs a t-dropped branch D_u):   Delta = s(x|s_v) - s(x) = (D_c - D_u) / s_v^2
+#                                                      -> D~ = D_cfg + w (D_c - D_u)
+#   classifier (needs a noise-level regressor g):      Delta = grad_x log g(s_v | x)
+#                                                      -> D~ = D_cfg + w s_v^2 grad_x log g(s_v | x)
+#   training-free (this module's approximation):       Delta = s(x|s_v) - s(x|s_hat)
+#                                                      -> D~ = D_cfg + w [(D_c - x_v) - (s_v/s_hat)^2 (D_hat_c - x_v)]
+#
+# With an exact t-dropped branch and an exact posterior g, the first two are the same field; the third replaces the
+# posterior mixture s(x) = E_{tau ~ p(tau|x)} s(x | tau) by its value at the posterior's mode.
+
+
+def _finite_scale(w: float, name: str = "w") -> float:
+    w = float(w)
+    if not math.isfinite(w):
+        raise ValueError(f"{name} must be a finite number, got {w}")
+    return w
+
+
+def level_guidance(d_cfg: torch.Tensor, s_v: torch.Tensor, score_gap: torch.Tensor, w: float) -> torch.Tensor:
+    """Equation (2): D~ = D_cfg + w s_v^2 Delta, with Delta an estimate of grad_x log p(s_v | x) (score units).
+
+    d_cfg: the unguided x0-estimate; s_v: VE levels [B]; score_gap: Delta, shaped like d_cfg."""
+    w = _finite_scale(w)
+    if w == 0:
+        return d_cfg
+    return d_cfg + w * _bcast(s_v.reshape(-1).to(d_cfg.dtype).pow(2), d_cfg) * score_gap.to(d_cfg.dtype)
+
+
+def classifier_free_score_gap(d_c: torch.Tensor, d_u: torch.Tensor, s_v: torch.Tensor) -> torch.Tensor:
+    """Delta = s(x | s_v) - s(x) = (D_c - D_u) / s_v^2 (both x0-estimates of the same state at the same nominal
+    preconditioning; the state cancels). d_u: the noise-unconditional branch (level hidden)."""
+    return (d_c - d_u) / _bcast(s_v.reshape(-1).to(d_c.dtype).pow(2), d_c)
+
+
+def training_free_score_gap(d_c: torch.Tensor, d_hat_c: torch.Tensor, x_v: torch.Tensor, s_v: torch.Tensor,
+                            s_hat: torch.Tensor) -> torch.Tensor:
+    """Delta = s(x | s_v) - s(x | s_hat) = (D_c - x_v) / s_v^2 - (D_hat_c - x_v) / s_hat^2."""
+    sv2 = _bcast(s_v.reshape(-1).to(x_v.dtype).pow(2), x_v)
+    sh2 = _bcast(s_hat.reshape(-1).to(x_v.dtype).pow(2), x_v)
+    return (d_c - x_v) / sv2 - (d_hat_c - x_v) / sh2
+
+
+def classifier_free_guidance(d_cfg: torch.Tensor, d_c: torch.Tensor, d_u: torch.Tensor, w: float) -> torch.Tensor:
+    """Paper NAG, classifier-free form (Zhong et al., arXiv 2510.12497): s~ = s(x|t) + w [s(x|t) - s(x)], i.e.
+    D~ = D_cfg + w (D_c - D_u). Needs a model trained with noise-condition dropout (D_u: level hidden)."""
+    w = _finite_scale(w)
+    return d_cfg if w == 0 else d_cfg + w * (d_c - d_u)
+
+
+def classifier_guidance(d_cfg: torch.Tensor, grad_log_g: torch.Tensor, s_v: torch.Tensor, w: float) -> torch.Tensor:
+    """Paper NAG, classifier form: s~ = s(x|t) + w grad_x log g(t | x), i.e. D~ = D_cfg + w s_v^2 grad_x log g,
+    with g a trained noise-level regressor (its gradient in VE coordinates)."""
+    return level_guidance(d_cfg, s_v, grad_log_g, w)
+
+
+def epsilon_scaling(x: torch.Tensor, denoised: torch.Tensor, factor: float = 1.005) -> torch.Tensor:
+    """ComfyUI core's Epsilon Scaling (Ning et al., ICLR 2024, comfy_extras/nodes_eps.py): the predicted noise
+    x - D is divided by ``factor``: D' = x - (x - D) / factor (default 1.005, core's default)."""
+    factor = _finite_scale(factor, "factor")
+    if factor <= 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    return x - (x - denoised) / factor
 
 
 # ---- generic conversion between a model's sigma and the VE level -------------------------------------------
@@ -309,6 +396,8 @@ def guidance_step(
     """
     if estimator not in LEVEL_ESTIMATORS:
         raise ValueError(f"level_estimator must be one of {LEVEL_ESTIMATORS}, got {estimator!r}")
+    w = check_finite(w, "w")
+    max_shift = check_finite(max_shift, "max_level_shift", minimum=0.0)
     if not min_excess >= 0:
         raise ValueError(f"min_excess must be >= 0, got {min_excess}")
     if probe is not None and estimator != "sure_residual":
@@ -380,6 +469,9 @@ class NoiseAwarenessGuide:
     ) -> None:
         if estimator not in LEVEL_ESTIMATORS:
             raise ValueError(f"level_estimator must be one of {LEVEL_ESTIMATORS}, got {estimator!r}")
+        w, max_shift, seed = check_finite(w, "w"), check_finite(max_shift, "max_shift", minimum=0.0), check_seed(seed)
+        sigma_start, sigma_end = check_band(sigma_start, sigma_end)
+        min_excess = check_finite(min_excess, "min_excess", minimum=0.0)
         self.w, self.sigma_start, self.sigma_end = float(w), float(sigma_start), float(sigma_end)
         self.max_shift, self.estimator, self.seed = float(max_shift), estimator, int(seed)
         self.one_sided, self.measure, self.min_excess = one_sided, measure, float(min_excess)

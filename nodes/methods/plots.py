@@ -1,290 +1,421 @@
-"""Small PIL plotting helpers (no matplotlib): heatmap, bar chart, line plot, points-with-interval plot.
+"""Plots of the pack's nodes and demo, drawn with matplotlib (Agg backend, no GUI, no pyplot state).
 
-Each helper returns a ``PIL.Image`` (RGB); :func:`to_image_tensor` turns one or more of them into a ComfyUI IMAGE
-tensor [1, H, W, 3] float 0..1 (several panels are placed side by side). Reusable by any node of the pack.
+Every helper returns a :class:`matplotlib.figure.Figure` with a title that says what to look at, labelled axes
+(with units where there are any), a legend for every line or marker that needs one, and reference lines (the
+reference value of an estimate, σ̂/σ = 1, the guidance band). Sizes are in pixels at 100 dpi. ComfyUI fits an
+IMAGE preview into its node (about 350 px wide at 100 % zoom), so a node plot is one landscape panel of about
+600 px with 13–14 pt text, which stays near 10 px on screen.
+
+:func:`render` turns a figure into an RGB array, :func:`to_image_tensor` one or more figures into a ComfyUI IMAGE
+tensor [1, H, W, 3] float32 0..1 (several panels side by side), :func:`save_png` writes a file.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import wraps
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["bar_chart", "diverging_color", "heatmap", "hstack", "interval_plot", "line_plot", "to_image_tensor", "vstack"]
+__all__ = [
+    "DPI", "PALETTE", "forest_plot", "hstack", "image_grid", "image_grids", "interval_plot", "line_plot",
+    "noise_shift_plot", "pair_scatter", "render", "save_png", "to_image_tensor", "vstack",
+]
 
-BG = (255, 255, 255)
-FG = (30, 30, 30)
-GRID = (225, 225, 225)
-PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
-
-
-def _font(size: int = 12):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-def _text(draw: ImageDraw.ImageDraw, xy, text: str, size: int = 12, fill=FG, anchor: str = "la") -> None:
-    try:
-        draw.text(xy, text, fill=fill, font=_font(size), anchor=anchor)
-    except (ValueError, TypeError):  # bitmap fonts do not support anchors
-        draw.text(xy, text, fill=fill, font=_font(size))
+DPI = 100
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+REFERENCE = "#2ca02c"  # reference values are green everywhere
+STYLE = {
+    "font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 11, "xtick.labelsize": 11.5,
+    "ytick.labelsize": 11.5, "axes.grid": True, "grid.color": "#e3e3e3", "grid.linewidth": 0.8,
+    "axes.spines.top": False, "axes.spines.right": False, "figure.facecolor": "white", "axes.facecolor": "white",
+    "savefig.facecolor": "white", "legend.framealpha": 0.9,
+}
 
 
-def _fmt(v: float) -> str:
-    if not math.isfinite(v):
-        return "nan"
-    a = abs(v)
-    if a != 0 and (a < 1e-2 or a >= 1e4):
-        return f"{v:.2e}"
-    return f"{v:.3g}"
+def _styled(fn):
+    """Create the figure's artists under the pack's style (font sizes are fixed when a text is created)."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
-def diverging_color(v: float, vmin: float = -1.0, vmax: float = 1.0) -> tuple[int, int, int]:
-    """Blue (vmin) - white (midpoint) - red (vmax); grey for NaN."""
-    if not math.isfinite(v):
-        return (160, 160, 160)
-    mid = (vmin + vmax) / 2
-    half = (vmax - vmin) / 2 or 1.0
-    t = max(-1.0, min(1.0, (v - mid) / half))
-    lo, hi = (59, 76, 192), (180, 4, 38)
-    end = hi if t > 0 else lo
-    a = abs(t)
-    return tuple(int(round(255 * (1 - a) + e * a)) for e in end)
+def _figure(size: tuple[int, int], **subplot_kw):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
 
 
-def heatmap(
-    matrix,
-    title: str = "",
-    vmin: float = -1.0,
-    vmax: float = 1.0,
-    marks: Sequence[tuple[int, int]] | None = None,
-    size: int = 320,
-) -> Image.Image:
-    """Square heatmap of an [N, N] matrix with a colour bar; ``marks`` outlines chosen cells (e.g. the pairs)."""
-    m = np.asarray(matrix, dtype=np.float64)
-    n = m.shape[0]
-    top, left, bar_w = 28, 30, 46
-    cell = max(1, size // max(n, 1))
-    side = cell * n
-    img = Image.new("RGB", (left + side + bar_w + 10, top + side + 24), BG)
-    d = ImageDraw.Draw(img)
-    _text(d, (left, 6), title, 13)
-    for r in range(n):
-        for c in range(n):
-            x0, y0 = left + c * cell, top + r * cell
-            d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=diverging_color(m[r, c], vmin, vmax))
-    if marks is not None and cell >= 3:
-        for r, c in marks:
-            for rr, cc in ((r, c), (c, r)):
-                x0, y0 = left + cc * cell, top + rr * cell
-                d.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], outline=FG)
-    step = max(1, n // 8)
-    for k in range(0, n, step):
-        _text(d, (left - 4, top + k * cell + cell // 2), str(k), 10, anchor="rm")
-        _text(d, (left + k * cell + cell // 2, top + side + 4), str(k), 10, anchor="ma")
-    # colour bar
-    bx = left + side + 10
-    for y in range(side):
-        v = vmax - (vmax - vmin) * y / max(side - 1, 1)
-        d.line([bx, top + y, bx + 10, top + y], fill=diverging_color(v, vmin, vmax))
-    _text(d, (bx + 13, top), _fmt(vmax), 10)
-    _text(d, (bx + 13, top + side // 2), _fmt((vmin + vmax) / 2), 10, anchor="lm")
-    _text(d, (bx + 13, top + side), _fmt(vmin), 10, anchor="lb")
-    return img
+def _data_artists_out_of_layout(fig) -> None:
+    """Bars, frames, markers and lines are clipped to their axes, so the layout need not measure each of them:
+    with hundreds of pairs that measuring, not the drawing, is what makes a plot slow."""
+    for ax in fig.axes:
+        for artist in (*ax.patches, *ax.collections, *ax.lines, *ax.images):
+            artist.set_in_layout(False)
 
 
-def _axes(d: ImageDraw.ImageDraw, box, lo: float, hi: float, ticks: int = 4) -> None:
-    x0, y0, x1, y1 = box
-    step = (hi - lo) / ticks
-    # enough decimals to tell neighbouring ticks apart
-    decimals = max(0, min(8, 1 - math.floor(math.log10(step)))) if step > 0 else 3
-    big = max(abs(lo), abs(hi)) >= 1e4
-    for k in range(ticks + 1):
-        v = lo + step * k
-        y = y1 - (y1 - y0) * k / ticks
-        d.line([x0, y, x1, y], fill=GRID)
-        _text(d, (x0 - 4, y), f"{v:.2e}" if big else f"{v:.{decimals}f}", 10, anchor="rm")
-    d.line([x0, y0, x0, y1], fill=FG)
-    d.line([x0, y1, x1, y1], fill=FG)
+def render(fig) -> np.ndarray:
+    """Figure -> uint8 RGB array [H, W, 3]."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    _data_artists_out_of_layout(fig)
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def _range(values: np.ndarray, lo: float | None, hi: float | None) -> tuple[float, float]:
-    v = values[np.isfinite(values)]
-    a = float(v.min()) if lo is None and v.size else (lo if lo is not None else 0.0)
-    b = float(v.max()) if hi is None and v.size else (hi if hi is not None else 1.0)
-    if lo is None and a > 0:
-        a = 0.0
-    if hi is None and b < 0:
-        b = 0.0
-    if b - a < 1e-12:
-        a, b = a - 0.5, b + 0.5
-    return a, b
+def save_png(fig, path) -> None:
+    _data_artists_out_of_layout(fig)
+    fig.savefig(path, dpi=DPI)
 
 
-def bar_chart(
-    values,
-    title: str = "",
-    labels: Sequence[str] | None = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    color=PALETTE[0],
-    reference: float | None = None,
-    size: tuple[int, int] = (360, 200),
-) -> Image.Image:
-    """Vertical bars from 0 (signed values go below the zero line); optional dashed ``reference`` level."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    w, h = size
-    img = Image.new("RGB", (w, h), BG)
-    d = ImageDraw.Draw(img)
-    _text(d, (8, 5), title, 13)
-    box = (44, 26, w - 8, h - 22)
-    lo, hi = _range(v, vmin, vmax)
-    _axes(d, box, lo, hi)
-    x0, y0, x1, y1 = box
-
-    def ymap(val):
-        return y1 - (y1 - y0) * (min(max(val, lo), hi) - lo) / (hi - lo)
-
-    n = max(len(v), 1)
-    slot = (x1 - x0 - 2) / n
-    zero = ymap(0.0)
-    for k, val in enumerate(v):
-        if not math.isfinite(val):
-            continue
-        bx0 = x0 + 2 + k * slot + slot * 0.15
-        bx1 = x0 + 2 + (k + 1) * slot - slot * 0.15
-        ya, yb = sorted((zero, ymap(val)))
-        d.rectangle([bx0, ya, max(bx0, bx1), max(ya, yb)], fill=color)
-    if reference is not None and math.isfinite(reference):
-        yr = ymap(reference)
-        for xs in range(int(x0), int(x1), 8):
-            d.line([xs, yr, xs + 4, yr], fill=PALETTE[1], width=2)
-    if labels is not None:
-        step = max(1, len(labels) // 10)
-        for k in range(0, len(labels), step):
-            _text(d, (x0 + 2 + (k + 0.5) * slot, y1 + 4), str(labels[k]), 9, anchor="ma")
-    return img
+def _array(panel) -> np.ndarray:
+    if isinstance(panel, np.ndarray):
+        return panel
+    if hasattr(panel, "canvas") and hasattr(panel, "savefig"):
+        return render(panel)
+    return np.asarray(panel.convert("RGB"))  # a PIL image
 
 
-def line_plot(
-    series: dict[str, tuple[Sequence[float], Sequence[float]]],
-    title: str = "",
-    xlabel: str = "",
-    size: tuple[int, int] = (360, 220),
-    logy: bool = False,
-) -> Image.Image:
-    """Lines with dots; ``series`` maps a legend label to (xs, ys)."""
-    w, h = size
-    img = Image.new("RGB", (w, h), BG)
-    d = ImageDraw.Draw(img)
-    _text(d, (8, 5), title + (" (y axis: log10)" if logy else ""), 13)
-    box = (50, 26, w - 10, h - 30)
-    xs_all = np.concatenate([np.asarray(x, float) for x, _ in series.values()]) if series else np.zeros(1)
-    ys_all = np.concatenate([np.asarray(y, float) for _, y in series.values()]) if series else np.zeros(1)
-    tr = (lambda y: np.log10(np.maximum(y, 1e-300))) if logy else (lambda y: np.asarray(y, float))
-    lo, hi = _range(tr(ys_all), None, None)
-    xlo, xhi = float(np.nanmin(xs_all)), float(np.nanmax(xs_all))
-    if xhi - xlo < 1e-12:
-        xlo, xhi = xlo - 0.5, xhi + 0.5
-    _axes(d, box, lo, hi)
-    x0, y0, x1, y1 = box
-    _text(d, ((x0 + x1) / 2, h - 12), xlabel, 10, anchor="ma")
-    _text(d, (x0, y1 + 4), _fmt(xlo), 10)
-    _text(d, (x1, y1 + 4), _fmt(xhi), 10, anchor="ra")
-    for k, (label, (xs, ys)) in enumerate(series.items()):
-        col = PALETTE[k % len(PALETTE)]
-        pts = [
-            (x0 + (x1 - x0) * (float(x) - xlo) / (xhi - xlo), y1 - (y1 - y0) * (float(tr(y)) - lo) / (hi - lo))
-            for x, y in zip(xs, ys, strict=False)
-            if math.isfinite(float(y))
-        ]
-        if len(pts) > 1:
-            d.line(pts, fill=col, width=2)
-        for px, py in pts:
-            d.ellipse([px - 2.5, py - 2.5, px + 2.5, py + 2.5], fill=col)
-        _text(d, (x0 + 8, y0 + 4 + 14 * k), label, 10, fill=col)
-    return img
-
-
-def interval_plot(
-    item_x,
-    item_y,
-    unit_x,
-    unit_y,
-    estimate: float,
-    low: float,
-    high: float,
-    title: str = "",
-    naive: tuple[float, float] | None = None,
-    size: tuple[int, int] = (380, 220),
-) -> Image.Image:
-    """Per-image values (grey), unit means (blue), the estimate (line) and its interval (band);
-    ``naive`` draws an iid-style interval (red dashes) for comparison."""
-    w, h = size
-    img = Image.new("RGB", (w, h), BG)
-    d = ImageDraw.Draw(img)
-    _text(d, (8, 5), title, 13)
-    box = (56, 26, w - 10, h - 22)
-    vals = np.concatenate([np.asarray(item_y, float), np.asarray(unit_y, float), [low, high]])
-    if naive is not None:
-        vals = np.concatenate([vals, naive])
-    lo, hi = float(np.nanmin(vals)), float(np.nanmax(vals))
-    pad = (hi - lo) * 0.08 or 0.5
-    lo, hi = lo - pad, hi + pad
-    _axes(d, box, lo, hi)
-    x0, y0, x1, y1 = box
-    xmax = max(float(np.max(item_x)) if len(item_x) else 1.0, 1.0)
-
-    def px(x):
-        return x0 + 8 + (x1 - x0 - 16) * float(x) / xmax
-
-    def py(y):
-        return y1 - (y1 - y0) * (float(y) - lo) / (hi - lo)
-
-    d.rectangle([x0 + 1, py(high), x1, py(low)], fill=(205, 225, 245))
-    d.line([x0 + 1, py(estimate), x1, py(estimate)], fill=PALETTE[0], width=2)
-    if naive is not None:
-        for yv in naive:
-            for xs in range(int(x0), int(x1), 8):
-                d.line([xs, py(yv), xs + 4, py(yv)], fill=PALETTE[1], width=1)
-    for x, y in zip(item_x, item_y, strict=False):
-        d.ellipse([px(x) - 2, py(y) - 2, px(x) + 2, py(y) + 2], fill=(150, 150, 150))
-    for x, y in zip(unit_x, unit_y, strict=False):
-        d.ellipse([px(x) - 3.5, py(y) - 3.5, px(x) + 3.5, py(y) + 3.5], fill=PALETTE[0])
-    return img
-
-
-def hstack(panels: Sequence[Image.Image], gap: int = 8) -> Image.Image:
-    w = sum(p.width for p in panels) + gap * (len(panels) - 1)
-    h = max(p.height for p in panels)
-    out = Image.new("RGB", (w, h), BG)
+def hstack(panels: Sequence, gap: int = 8) -> np.ndarray:
+    """Figures / arrays side by side on white, top-aligned."""
+    arrs = [_array(p) for p in panels]
+    h = max(a.shape[0] for a in arrs)
+    out = np.full((h, sum(a.shape[1] for a in arrs) + gap * (len(arrs) - 1), 3), 255, np.uint8)
     x = 0
-    for p in panels:
-        out.paste(p, (x, 0))
-        x += p.width + gap
+    for a in arrs:
+        out[: a.shape[0], x: x + a.shape[1]] = a
+        x += a.shape[1] + gap
     return out
 
 
-def vstack(panels: Sequence[Image.Image], gap: int = 6) -> Image.Image:
-    w = max(p.width for p in panels)
-    h = sum(p.height for p in panels) + gap * (len(panels) - 1)
-    out = Image.new("RGB", (w, h), BG)
+def vstack(panels: Sequence, gap: int = 6) -> np.ndarray:
+    """Figures / arrays one below the other on white, left-aligned."""
+    arrs = [_array(p) for p in panels]
+    w = max(a.shape[1] for a in arrs)
+    out = np.full((sum(a.shape[0] for a in arrs) + gap * (len(arrs) - 1), w, 3), 255, np.uint8)
     y = 0
-    for p in panels:
-        out.paste(p, (0, y))
-        y += p.height + gap
+    for a in arrs:
+        out[y: y + a.shape[0], : a.shape[1]] = a
+        y += a.shape[0] + gap
     return out
 
 
-def to_image_tensor(panels: Image.Image | Sequence[Image.Image]):
-    """PIL image(s) -> ComfyUI IMAGE tensor [1, H, W, 3] float32 0..1 (several panels side by side)."""
+def to_image_tensor(panels):
+    """Figure(s) / array(s) -> ComfyUI IMAGE tensor [1, H, W, 3] float32 0..1 (several panels side by side)."""
     import torch
 
-    if not isinstance(panels, Image.Image):
-        panels = hstack(list(panels))
-    arr = np.asarray(panels.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr.copy()).unsqueeze(0)
+    arr = _array(panels) if not isinstance(panels, (list, tuple)) else hstack(panels)
+    return torch.from_numpy(arr.astype(np.float32) / 255.0).unsqueeze(0)
+
+
+def _wrap(text: str, width_px: float, points: float = 14.0) -> str:
+    """Wrap a title to the figure's width (about 0.55 em per character), keeping its explicit line breaks."""
+    import textwrap
+
+    chars = max(20, int(0.85 * width_px / (points * DPI / 72 * 0.6)))
+    return "\n".join(textwrap.fill(line, chars) for line in str(text).split("\n"))
+
+
+def _finite(values) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    return v[np.isfinite(v)]
+
+
+# --------------------------------------------------------------------------------------------- plots
+
+
+@_styled
+def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str = "", xlabel: str = "",
+              ylabel: str = "", size: tuple[int, int] = (560, 340), logy: bool = False,
+              hlines: Sequence[tuple[float, str]] = (), ylim: tuple[float, float] | None = None,
+              styles: dict[str, dict] | None = None, legend_below: bool = False):
+    """Lines with markers; ``series`` maps a legend label to (xs, ys); ``hlines`` [(y, label)] are dashed grey
+    reference lines with legend entries; ``styles`` per label overrides matplotlib line keywords."""
+    fig = _figure(size)
+    ax = fig.subplots()
+    for k, (label, (xs, ys)) in enumerate(series.items()):
+        kw = {"color": PALETTE[k % len(PALETTE)], "marker": "o", "markersize": 4, "linewidth": 2}
+        kw.update((styles or {}).get(label, {}))
+        ax.plot(np.asarray(xs, float), np.asarray(ys, float), label=label, **kw)
+    for y, label in hlines:
+        ax.axhline(y, color="#555555", linestyle="--", linewidth=1.2, label=label)
+    if logy:
+        ax.set_yscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel + (" (log scale)" if logy and ylabel else ""))
+    ax.set_title(_wrap(title, size[0]))
+    if series or hlines:
+        if legend_below:
+            fig.legend(loc="outside lower center", ncol=2, fontsize=11)
+        else:
+            ax.legend(loc="best")
+    return fig
+
+
+@_styled
+def interval_plot(item_x, item_y, unit_x, unit_y, estimate: float, low: float, high: float, title: str = "",
+                  naive: tuple[float, float] | None = None, ylabel: str = "value", xlabel: str = "unit",
+                  confidence: float = 0.95, unit_label: str = "unit mean", size: tuple[int, int] = (600, 460)):
+    """Per-image values (grey dots), unit means (blue dots), the estimate (blue line) and its interval (blue band);
+    ``naive`` draws the interval independent images would give at the same N (red dashes) for comparison."""
+    fig = _figure(size)
+    ax = fig.subplots()
+    pct = f"{100 * confidence:.3g} %"
+    ax.axhspan(low, high, color=PALETTE[0], alpha=0.18, label=f"{pct} interval [{low:.4g}, {high:.4g}]")
+    ax.axhline(estimate, color=PALETTE[0], linewidth=2, label=f"estimate {estimate:.4g}")
+    if naive is not None:
+        ax.axhline(naive[0], color=PALETTE[1], linestyle="--", linewidth=1.5,
+                   label=f"{pct} interval of iid images at the same N")
+        ax.axhline(naive[1], color=PALETTE[1], linestyle="--", linewidth=1.5)
+    ax.scatter(np.asarray(item_x, float), np.asarray(item_y, float), s=14, color="#8a8a8a", label="each image",
+               zorder=3)
+    ax.scatter(np.asarray(unit_x, float), np.asarray(unit_y, float), s=36, color=PALETTE[0], label=unit_label,
+               zorder=4, edgecolor="white", linewidth=0.6)
+    vals = np.concatenate([_finite(item_y), _finite(unit_y), _finite([low, high, estimate]),
+                           _finite(naive if naive is not None else [])])
+    if vals.size:
+        lo, hi = float(vals.min()), float(vals.max())
+        pad = 0.08 * (hi - lo) or 0.05 * max(abs(hi), 1e-6)
+        ax.set_ylim(lo - pad, hi + pad)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(8, integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_wrap(title, size[0]))
+    fig.legend(loc="outside lower center", ncol=2, fontsize=11)
+    return fig
+
+
+@_styled
+def forest_plot(rows: Sequence[tuple[str, float, float, float]], title: str = "", xlabel: str = "",
+                reference: float | None = None, reference_band: tuple[float, float] | None = None,
+                reference_label: str = "reference value", notes: Sequence[str] | None = None,
+                size: tuple[int, int] = (720, 360)):
+    """One row per estimate: the point and its interval; a green reference line (and shaded band) to compare with;
+    ``notes`` are printed to the right of each row (e.g. the width relative to the first row)."""
+    fig = _figure(size)
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    if reference_band is not None:
+        ax.axvspan(*reference_band, color=REFERENCE, alpha=0.12, label=f"{reference_label}: 95 % error")
+    if reference is not None:
+        ax.axvline(reference, color=REFERENCE, linestyle="--", linewidth=2, label=f"{reference_label} {reference:.4f}")
+    for k, (_label, est, lo, hi) in enumerate(rows):
+        ax.errorbar([est], [y[k]], xerr=[[est - lo], [hi - est]], fmt="o", color=PALETTE[0], ecolor=PALETTE[0],
+                    capsize=5, linewidth=2.5, markersize=7, label="estimate ± 95 % interval" if k == 0 else None)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_yticks(y, [r[0] for r in rows])
+    ax.grid(axis="y", visible=False)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    lows = [r[2] for r in rows] + ([reference] if reference is not None else [])
+    highs = [r[3] for r in rows] + ([reference] if reference is not None else [])
+    span = max(highs) - min(lows) or 1e-3
+    ax.set_xlim(min(lows) - 0.08 * span, max(highs) + 0.08 * span)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    if notes:
+        ax2 = ax.twinx()
+        ax2.set_ylim(ax.get_ylim())
+        ax2.set_yticks(y, list(notes))
+        ax2.grid(False)
+        ax2.spines["right"].set_visible(False)
+        ax2.tick_params(axis="y", length=0)
+    ax.set_xlabel(xlabel)
+    ax.set_title(_wrap(title, size[0]))
+    fig.legend(loc="outside lower center", ncol=2, fontsize=11)
+    return fig
+
+
+@_styled
+def noise_shift_plot(curves: dict[str, dict], title: str = "", band_steps: Sequence[int] = (),
+                     band_label: str = "guidance band", sigmas: Sequence[float] | None = None,
+                     size: tuple[int, int] = (680, 520)):
+    """σ̂/σ per step: one line per curve ``{label: {"step", "ratio", optional "low"/"high" (per-image range),
+    optional "corrected" (bool per step)}}``, a dashed line at 1 (no shift) and the steps of the guidance band
+    shaded; ``sigmas`` (the nominal level of every step) labels a second x axis on top. The y range follows the
+    data (with 1 inside it), so a shift of a few percent is visible."""
+    fig = _figure(size)
+    ax = fig.subplots()
+    if band_steps:
+        a, b = min(band_steps), max(band_steps)
+        ax.axvspan(a - 0.5, b + 0.5, color="#f2c14e", alpha=0.22, label=band_label)
+    ax.axhline(1.0, color="#333333", linestyle="--", linewidth=1.3, label="σ̂/σ = 1: no noise shift")
+    vals = [1.0]
+    for k, (label, c) in enumerate(curves.items()):
+        col = PALETTE[k % len(PALETTE)]
+        steps = np.asarray(c["step"], float)
+        ratio = np.asarray([np.nan if r is None else r for r in c["ratio"]], float)
+        if c.get("low") is not None and c.get("high") is not None:
+            lo = np.asarray([np.nan if r is None else r for r in c["low"]], float)
+            hi = np.asarray([np.nan if r is None else r for r in c["high"]], float)
+            ax.vlines(steps, lo, hi, color=col, alpha=0.35, linewidth=4, label=f"{label}: per-image range")
+            vals += list(_finite(lo)) + list(_finite(hi))
+        ax.plot(steps, ratio, "o-", color=col, linewidth=2, markersize=4.5, label=f"{label}: batch mean")
+        vals += list(_finite(ratio))
+        corrected = c.get("corrected")
+        if corrected is not None and any(corrected):
+            sel = np.asarray(corrected, bool)
+            ax.plot(steps[sel], ratio[sel], "o", mfc="none", mec="#b00000", markersize=11, mew=1.8,
+                    label="corrected by the guidance")
+    lo, hi = min(vals), max(vals)
+    pad = max(0.01, 0.08 * (hi - lo))
+    ax.set_ylim(lo - pad, hi + pad)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(10, integer=True))
+    ax.set_xlabel("sampling step")
+    ax.set_ylabel("σ̂/σ (estimated / scheduled level)")
+    if sigmas is not None and len(sigmas):
+        top = ax.secondary_xaxis("top")
+        ticks = [t for t in MaxNLocator(6, integer=True).tick_values(0, len(sigmas) - 1) if 0 <= t < len(sigmas)]
+        top.set_xticks(ticks, [f"{sigmas[int(t)]:.2g}" for t in ticks])
+        top.set_xlabel("scheduled noise level σ")
+    ax.set_title(_wrap(title, size[0]))
+    fig.legend(loc="outside lower center", ncol=2, fontsize=11)
+    return fig
+
+
+def _tile(images: np.ndarray, cols: int, unit: int, gap: int, unit_gap: int):
+    """Compose [N, H, W, 3] images into one array: ``unit`` consecutive images side by side form a unit, units
+    are separated by ``unit_gap`` white pixels (members by ``gap``); returns the array and each unit's box."""
+    n, h, w, _ = images.shape
+    rows = math.ceil(n / cols)
+    xs, x = [], 0
+    for c in range(cols):
+        xs.append(x)
+        x += w + (unit_gap if unit > 1 and (c + 1) % unit == 0 else gap)
+    width = x - (unit_gap if unit > 1 and cols % unit == 0 else gap)
+    height = rows * h + (rows - 1) * unit_gap
+    out = np.ones((height, width, 3), np.float32)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y0 = r * (h + unit_gap)
+        out[y0: y0 + h, xs[c]: xs[c] + w] = images[i]
+    boxes = []
+    if unit > 1:
+        for u in range(math.ceil(n / unit)):
+            first, last = u * unit, min(n, (u + 1) * unit) - 1
+            r0, c0 = divmod(first, cols)
+            _, c1 = divmod(last, cols)
+            y0 = r0 * (h + unit_gap)
+            boxes.append((xs[c0], y0, xs[c1] + w - xs[c0], h))
+    return out, boxes
+
+
+def _gaps(h: int, unit: int, labelled: bool) -> tuple[int, int]:
+    """White pixels between the members of a unit and between units (more when a label goes under each unit)."""
+    gap = max(1, h // 16)
+    unit_gap = max(3, h // 3) if unit > 1 else gap
+    return gap, max(unit_gap, int(h * 0.7)) if labelled else unit_gap
+
+
+def _draw_grid(ax, images, cols: int, unit: int = 1, unit_labels: Sequence[str] | None = None,
+               row_labels: Sequence[str] | None = None, frame_color: str = PALETTE[0]) -> None:
+    from matplotlib.patches import Rectangle
+
+    arr = np.asarray(images, dtype=np.float32).clip(0, 1)
+    h = arr.shape[1]
+    gap, unit_gap = _gaps(h, unit, unit_labels is not None)
+    tiled, boxes = _tile(arr, cols, unit, gap, unit_gap)
+    ax.imshow(tiled, interpolation="nearest")
+    for k, (x0, y0, bw, bh) in enumerate(boxes):
+        ax.add_patch(Rectangle((x0 - 1.0, y0 - 1.0), bw + 1.0, bh + 1.0, fill=False, edgecolor=frame_color,
+                               linewidth=1.6))
+        if unit_labels is not None and k < len(unit_labels):
+            ax.text(x0 + bw / 2, y0 + bh + 1.5, unit_labels[k], ha="center", va="top", fontsize=11)
+    if row_labels is not None:
+        for r, text in enumerate(row_labels):
+            ax.text(-2, r * (h + unit_gap) + h / 2, text, ha="right", va="center", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    ax.set_xlim(-1.5 if row_labels is None else -h * 3.2, tiled.shape[1] + 1.5)
+    ax.set_ylim(tiled.shape[0] + (h * 0.6 if unit_labels is not None else 0.5), -1.5)
+
+
+@_styled
+def image_grid(images, cols: int, title: str = "", unit: int = 1, unit_labels: Sequence[str] | None = None,
+               row_labels: Sequence[str] | None = None, caption: str = "", size: tuple[int, int] | None = None):
+    """IMAGE [N, H, W, 3] 0..1 as a grid; every ``unit`` consecutive images (a pair, group or replicate) are
+    framed together, optionally with a label under each unit and a label left of each row."""
+    arr = np.asarray(images, dtype=np.float32)
+    n, h, w, _ = arr.shape
+    if size is None:
+        tiled, _ = _tile(np.zeros((n, h, w, 3), np.float32), cols, unit, *_gaps(h, unit, unit_labels is not None))
+        width = max(420, int(cols * 64 + (160 if row_labels else 40)))
+        axes_w = width - (150 if row_labels else 30)
+        size = (width, int(axes_w * tiled.shape[0] / tiled.shape[1]) + 60 + (40 if caption else 0)
+                + (int(title.count("\n") + len(title) > 50) * 22))
+    fig = _figure(size)
+    ax = fig.subplots()
+    _draw_grid(ax, arr, cols, unit, unit_labels, row_labels)
+    ax.set_title(_wrap(title, size[0]))
+    if caption:
+        ax.set_xlabel(caption)
+    return fig
+
+
+@_styled
+def image_grids(panels: Sequence[dict], title: str = "", size: tuple[int, int] | None = None):
+    """Several image grids side by side, each ``{"images", "cols", "unit", "title", "unit_labels",
+    "row_labels"}`` (see :func:`image_grid`), under one title."""
+    if size is None:
+        cols = sum(p["cols"] for p in panels)
+        rows = max(math.ceil(len(p["images"]) / p["cols"]) for p in panels)
+        size = (max(560, cols * 78 + 60 * len(panels)), rows * 92 + 110)
+    fig = _figure(size)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, p in zip(axes, panels, strict=True):
+        _draw_grid(ax, p["images"], p["cols"], p.get("unit", 1), p.get("unit_labels"), p.get("row_labels"))
+        ax.set_title(_wrap(p.get("title", ""), size[0] / len(panels)))
+    if title:
+        fig.suptitle(_wrap(title, size[0], 15), fontsize=15)
+    return fig
+
+
+@_styled
+def pair_scatter(correlation, dissimilarity, ref_correlation=None, ref_dissimilarity=None, title: str = "",
+                 xlabel: str = "centered correlation of a pair (0 = unrelated)",
+                 ylabel: str = "1 − SSIM (1 = unrelated)", size: tuple[int, int] = (560, 480)):
+    """One dot per pair: how correlated (x) and how dissimilar (y) its two images are; the batch in blue, a
+    reference batch in grey, each batch's mean as a large marker. Pairs whose images differ more sit top left
+    (lower correlation, higher 1 − SSIM; 1 − SSIM can reach 2 for opposite images)."""
+    fig = _figure(size)
+    ax = fig.subplots()
+    ax.axvline(0, color="#777777", linewidth=1, linestyle=":")
+    ax.axhline(1, color="#777777", linewidth=1, linestyle=":")
+    groups = [("batch", correlation, dissimilarity, PALETTE[0], "o")]
+    if ref_correlation is not None and ref_dissimilarity is not None:
+        groups.insert(0, ("reference", ref_correlation, ref_dissimilarity, "#8a8a8a", "s"))
+    for label, x, y, color, marker in groups:
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        ax.scatter(x, y, s=30 if len(x) <= 64 else 10, color=color, alpha=0.7, marker=marker,
+                   label=f"{label}: pairs")
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            ax.scatter([float(x[ok].mean())], [float(y[ok].mean())], s=200, color=color, marker=marker,
+                       edgecolor="black", linewidth=1.4, zorder=5, label=f"{label}: mean")
+    ax.set_xlim(-1.05, 1.05)
+    ys = np.concatenate([_finite(g[2]) for g in groups] + [np.array([0.0, 1.2])])
+    ax.set_ylim(0, max(1.2, float(ys.max()) * 1.08))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_wrap(title, size[0]))
+    ax.legend(loc="best", fontsize=11, markerscale=0.7, handletextpad=0.3)
+    return fig

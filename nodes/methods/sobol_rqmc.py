@@ -12,7 +12,11 @@ this module implements the design documented in the pack's docs/nodes.md:
   nested scramble gives there). Each scrambled point is uniform on the unit cube, so each item is exactly
   N(0, I) after
 
-      z = Phi^{-1}(clip(u, 1e-10, 1 - 1e-10)).
+      z = Phi^{-1}(u) = sqrt(2) erfinv(2u - 1).
+
+* Cost: a value is one 32-bit word, its top m bits the scrambled cell and the rest random bits, u = (word + 1/2)
+  / 2^32. The scramble is linear over GF(2), so any point is formed from its index bits without the others:
+  time and memory grow with the batch, never with 2^m (``ScrambledSobol``).
 
 * Batch = R replicates x n points; item i is point i % n of replicate i // n. Replicates are independent
   scramblings (keyed on (seed, replicate)), so replicate means are iid and give a Student-t confidence
@@ -31,6 +35,7 @@ this module implements the design documented in the pack's docs/nodes.md:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -38,88 +43,246 @@ import numpy as np
 import torch
 
 from .antithetic import resolve_indices
-from .keyed_rng import STREAM_SOBOL_FILL, STREAM_SOBOL_SCRAMBLE, keyed_generator
+from .keyed_rng import STREAM_SOBOL_FILL, STREAM_SOBOL_LOW_DIGITS, STREAM_SOBOL_SCRAMBLE, keyed_generator, keyed_seed
+from .validation import check_int
 
 MAX_SOBOL_DIM = 21201
+# Widget maximum of spectral_coefficients: the most a 4-channel latent (SD1.5/SDXL) can take (16 channels: 1325).
+MAX_SPECTRAL_COEFFICIENTS = MAX_SOBOL_DIM // 4
 MAX_POINTS_PER_REPLICATE = 4096
 MODES = ("auto", "full", "spectral")
 U_CLIP = 1e-10
 
 
-@lru_cache(maxsize=8)
-def sobol_digits(dim: int, m: int) -> torch.Tensor:
-    """Top-m binary digits of the first 2^m unscrambled Sobol' points, as int32 [2^m, dim] (cached)."""
-    from scipy.stats import qmc
+# Direction numbers of every dimension, top MAX_DIGITS digits: at most 4 bytes x 12 x 21201 = 1 MB per entry.
+MAX_DIGITS = 12  # 2^12 = 4096 = MAX_POINTS_PER_REPLICATE
+DIRECTION_CACHE_BYTES = 16 << 20
+_direction_cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+# Points generated at once per replicate: bounds the int32/float temporaries to a few x 2^21 values.
+CHUNK_VALUES = 1 << 21
+INT32_MIN = -(1 << 31)
+# Outside 0.02 < u < 0.98, 2u - 1 in float32 would cost erfinv more than ~2 ulps of z: redone in float64.
+TAIL_Z = 2.0537  # |Phi^{-1}(0.02)|
 
+
+def direction_numbers(dim: int) -> torch.Tensor:
+    """Sobol' direction numbers V_j (j < 12) as 12-digit integers, int32 [12, dim] (cached, at most 16 MB in all).
+
+    Point k of the unscrambled sequence (scipy's order, Joe-Kuo numbers) is the XOR of V_j over the set bits j of k,
+    so any point can be formed without generating the ones before it. For the first 2^m points only the top m
+    digits are non-zero: V_j >> (12 - m) are their m-digit cells.
+    """
     if dim > MAX_SOBOL_DIM:
         raise ValueError(f"Sobol' points exist for at most {MAX_SOBOL_DIM} dimensions, got {dim}")
-    pts = qmc.Sobol(dim, scramble=False).random_base2(m) if m > 0 else np.zeros((1, dim))
-    # The first 2^m points are dyadic with m digits: exact integers after scaling.
-    return torch.from_numpy(np.rint(pts * (1 << m)).astype(np.int32))
+    hit = _direction_cache.get(dim)
+    if hit is not None:
+        _direction_cache.move_to_end(dim)
+        return hit
+    from scipy.stats import qmc
+
+    engine = qmc.Sobol(dim, scramble=False)
+    table = _table_from_scipy_internals(engine, dim)
+    if table is None:  # public API only (slower: fast_forward walks every point)
+        rows = []
+        for j in range(MAX_DIGITS):
+            engine.reset().fast_forward(1 << j)
+            rows.append(np.rint(engine.random(1)[0] * (1 << MAX_DIGITS)).astype(np.int32))
+        table = np.stack(rows)
+    table = torch.from_numpy(np.ascontiguousarray(table))
+    _direction_cache[dim] = table
+    while sum(t.numel() * t.element_size() for t in _direction_cache.values()) > DIRECTION_CACHE_BYTES:
+        _direction_cache.popitem(last=False)
+    return table
 
 
-@lru_cache(maxsize=8)
-def _digit_masks(dim: int, m: int) -> torch.Tensor:
-    """``sobol_digits`` as bit masks, int32 [m, 2^m, dim]: -1 (all bits set) where the digit is 1, else 0; most
-    significant digit first (cached). ``mask & col`` then selects a scramble column where the digit is set."""
-    a = sobol_digits(dim, m)
-    return torch.stack([-((a >> (m - 1 - level)) & 1) for level in range(m)]) if m else a[None, :0]
+def _table_from_scipy_internals(engine, dim: int) -> np.ndarray | None:
+    """Points 2^j from scipy's direction-number table where it has one (feature-detected), else None.
+
+    scipy generates in Gray-code order from its direction numbers sv: point 2^j = sv_j XOR sv_{j-1}; the tests
+    check the result against ``random_base2``."""
+    sv = getattr(engine, "_sv", None)
+    bits = getattr(engine, "bits", None)
+    if not (isinstance(sv, np.ndarray) and isinstance(bits, int) and sv.shape == (dim, bits) and bits >= MAX_DIGITS):
+        return None
+    sv = sv[:, :MAX_DIGITS].astype(np.int64) >> (bits - MAX_DIGITS)
+    return np.concatenate([sv[:, :1], sv[:, 1:] ^ sv[:, :-1]], axis=1).T.astype(np.int32)
 
 
-def scrambled_cells(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
-    """Cell index (top m digits) of the first 2^m Sobol' points under a random linear scramble + digital shift.
+def clear_direction_cache() -> None:
+    _direction_cache.clear()
 
-    Matousek's LMS: e = L d + s over GF(2), with L lower triangular with unit diagonal and s a random shift, drawn
-    independently per coordinate. L is invertible, so every coordinate keeps exactly one point per cell
-    [j/2^m, (j+1)/2^m); the shift makes each point's cell uniform. Returns int32 [2^m, dim].
-    """
-    masks = _digit_masks(dim, m)
-    out = torch.randint(0, 1 << m, (1, dim), generator=gen, dtype=torch.int32).expand(1 << m, dim).clone()
-    for level in range(m):  # level 0 = most significant digit
-        pos = m - 1 - level
-        # Column `level` of L: the diagonal bit plus random bits below it; added (XOR) where the digit is 1.
-        col = torch.randint(0, 1 << pos, (dim,), generator=gen, dtype=torch.int32) | (1 << pos)
-        out ^= masks[level] & col
+
+def sobol_digits(dim: int, m: int, points: Sequence[int] | None = None) -> torch.Tensor:
+    """Top-m binary digits of unscrambled Sobol' points ``points`` (default: the first 2^m) as int32 [P, dim]."""
+    if not 0 <= m <= MAX_DIGITS:
+        raise ValueError(f"m must be between 0 and {MAX_DIGITS}, got {m}")
+    v = direction_numbers(dim)[:m] >> (MAX_DIGITS - m)
+    idx = torch.arange(1 << m) if points is None else torch.as_tensor(list(points), dtype=torch.int64)
+    out = torch.zeros((len(idx), dim), dtype=torch.int32)
+    for j in range(m):
+        out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & v[j]
     return out
 
 
-def scrambled_sobol_uniforms(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
-    """The first 2^m scrambled Sobol' points in [0, 1)^dim, float64 [2^m, dim] (for tests and inspection)."""
-    cells = scrambled_cells(dim, m, gen)
-    fill = torch.rand(cells.shape, generator=gen, dtype=torch.float64)
-    return (cells.to(torch.float64) + fill) / (1 << m)
+def _random_words(bits: np.random.PCG64, count: int) -> torch.Tensor:
+    """``count`` uniform 32-bit words (int32) from a numpy PCG64 stream: two words per 64-bit output."""
+    raw = bits.random_raw((count + 1) // 2)
+    return torch.from_numpy(raw.view(np.int32)[:count].copy() if count % 2 else raw.view(np.int32))
 
 
-def scrambled_sobol_normals(dim: int, m: int, gen: torch.Generator) -> torch.Tensor:
-    """Phi^{-1} of the scrambled points, float32 [2^m, dim]; the same cells as ``scrambled_sobol_uniforms``.
+class ScrambledSobol:
+    """One replicate: the first 2^m Sobol' points under a random linear scramble + digital shift, normals on demand.
 
-    Digits below the m-th are iid uniform: each point sits alone in its 2^-m cell, so any nested randomisation
-    of the lower digits is uniform. For precision in both tails the map works on the lower half: a point in the
-    upper half (top digit 1, cell c) becomes -Phi^{-1}(v) with v = (c' + f) / n in (0, 1/2], c' = n - 1 - c its
-    mirror cell and f its uniform lower digits. (u = 1 - v has cell c, and f and 1 - f have the same law, so this
-    is exactly the point's normal score; it never forms 1 - u in float32.)
+    Matousek's LMS: cell e = L d + s over GF(2), with L lower triangular with unit diagonal and s a random shift,
+    drawn independently per coordinate. L is invertible, so every coordinate keeps exactly one point per cell
+    [j/2^m, (j+1)/2^m); the shift makes each point's cell uniform. The scramble is linear, so e_k = s XOR (XOR of
+    W_j = L V_j over the set bits j of k): the setup costs O(m^2 dim), each point O(m dim), and any subset of points
+    is formed without the rest (time and memory linear in the batch, whatever m is).
+
+    Below the m-th digit each point sits alone in its cell, so its lower digits are iid uniform (what any nested
+    randomisation gives there). They are taken straight from random bits, 32 - m per value from a PCG64 stream
+    keyed on (seed, replicate) and advanced to the point, so point k is the same whichever points are requested.
     """
-    n = 1 << m
-    cells = scrambled_cells(dim, m, gen)
-    fill = torch.rand(cells.shape, generator=gen, dtype=torch.float32)
-    if n == 1:  # one point: no digits to scramble, the whole coordinate is the uniform
-        top = fill >= 0.5
-        v = torch.where(top, 1.0 - fill, fill)
-    else:
-        top = cells >> (m - 1)  # 1 in the upper half
-        # mirror cell n-1-c = c XOR (n-1); in the upper half its value lies in the lower half
-        v = (cells ^ (top * (n - 1))).to(torch.float32).add_(fill).div_(n)
-    z = lower_tail_ndtri(v)
-    return z.mul_(1 - 2 * top.to(torch.float32))
+
+    def __init__(self, dim: int, m: int, seed: int, replicate: int, stream: int = 0):
+        self.dim, self.m = dim, m
+        bits = np.random.PCG64(keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate))
+        raw = bits.random_raw(((m + 1) * dim + 1) // 2).view(np.uint32)[: (m + 1) * dim].reshape(m + 1, dim)
+        shift = raw[m] & np.uint32((1 << m) - 1)
+        # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it.
+        pos = np.arange(m - 1, -1, -1, dtype=np.uint32)[:, None]
+        self._cols = (raw[:m] & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)  # [m, dim]
+        self._pos = pos
+        self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
+        self._up = np.uint32(32 - m) if m else np.uint32(0)
+        self._w: dict[int, np.ndarray] = {}
+        self._top_w: dict[int, torch.Tensor] = {}
+        self.shift = torch.from_numpy(shift.view(np.int32))
+        # The shift moved to the top m bits of a 32-bit word (below them go the random lower digits).
+        self.top_shift = torch.from_numpy((shift << self._up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
+        # XOR-ing the sign bit as well gives x - 2^31 as a signed int32 (the "centred" word) in the same pass.
+        self.top_shift_centred = self.top_shift ^ INT32_MIN
+        self.low_mask = (1 << (32 - m)) - 1 if m else -1
+        self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
+
+    def scrambled_direction(self, j: int) -> np.ndarray:
+        """W_j = L V_j (uint32 [dim]), formed on first use: a batch of B consecutive points needs only the
+        j < log2(B) + 1 of them, so the setup does not grow with 2^m."""
+        w = self._w.get(j)
+        if w is None:
+            digits = (self._v[j][None, :] >> self._pos) & np.uint32(1)  # [m, dim], most significant digit first
+            w = np.bitwise_xor.reduce(np.where(digits.astype(bool), self._cols, np.uint32(0)), axis=0)
+            self._w[j] = w = w.astype(np.uint32)
+        return w
+
+    def top_direction(self, j: int) -> torch.Tensor:
+        """W_j moved to the top m bits of the word, int32 [dim] (cached)."""
+        t = self._top_w.get(j)
+        if t is None:
+            self._top_w[j] = t = torch.from_numpy((self.scrambled_direction(j) << self._up).view(np.int32))
+        return t
+
+    def cells(self, points: Sequence[int]) -> torch.Tensor:
+        """Scrambled cell index (top m digits) of each point, int32 [len(points), dim]."""
+        idx = torch.as_tensor(list(points), dtype=torch.int64)
+        out = self.shift.expand(len(idx), self.dim).clone()
+        for j in range(self.m):
+            out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & torch.from_numpy(self.scrambled_direction(j).view(np.int32))
+        return out
+
+    def words(self, points: Sequence[int], centred: bool = False) -> torch.Tensor:
+        """Each value as a 32-bit word, int32 [len(points), dim]: the point u = (word as unsigned + 1/2) / 2^32.
+
+        Top m bits: the scrambled cell (shift XOR the W_j of the point's set bits); the other 32 - m bits: the
+        lower digits, uniform random bits from the point's stretch of the PCG64 stream. ``centred``: the word
+        minus 2^31 instead (its sign bit flipped), as ``normals`` reads it."""
+        per_point = (self.dim + 1) // 2
+        points = [int(p) for p in points]
+        if self.dim % 2 == 0 and points and points == list(range(points[0], points[0] + len(points))):
+            return self._consecutive_words(points[0], len(points), centred)
+        out = torch.empty((len(points), self.dim), dtype=torch.int32)
+        bits = np.random.PCG64(self.fill_seed)
+        at = 0
+        for row, point in enumerate(points):
+            point = int(point)
+            bits.advance(point * per_point - at)
+            at = (point + 1) * per_point
+            r = out[row]
+            torch.bitwise_and(_random_words(bits, self.dim), self.low_mask, out=r)
+            r ^= self.top_shift_centred if centred else self.top_shift
+            j = 0
+            while point:
+                if point & 1:
+                    r ^= self.top_direction(j)
+                point >>= 1
+                j += 1
+        return out
+
+    def _consecutive_words(self, first: int, count: int, centred: bool = False) -> torch.Tensor:
+        """``words`` of points first .. first+count-1 (the usual case), vectorised: one draw, one mask, and per
+        digit j one XOR of W_j into the rows whose point has bit j set (a strided view when they are regular)."""
+        bits = np.random.PCG64(self.fill_seed)
+        bits.advance(first * (self.dim // 2))
+        out = torch.from_numpy(bits.random_raw(count * self.dim // 2).view(np.int32)).view(count, self.dim)
+        out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift_centred if centred else self.top_shift)
+        for j in range(min(self.m, (first + count - 1).bit_length())):  # higher bits are 0 in every index
+            period = 2 << j
+            if first % period == 0 and count % period == 0:  # rows with bit j set: the second half of each period
+                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(self.top_direction(j))
+            else:
+                sel = -((torch.arange(first, first + count, dtype=torch.int32) >> j) & 1)
+                out.bitwise_xor_(sel[:, None] & self.top_direction(j))
+        return out
+
+    def uniforms(self, points: Sequence[int]) -> torch.Tensor:
+        """The points in (0, 1)^dim, float64 [len(points), dim] (for tests and inspection)."""
+        x = self.words(points).to(torch.int64) & 0xFFFFFFFF
+        return (x.to(torch.float64) + 0.5) / 2.0**32
+
+    def normals(self, points: Sequence[int], out: torch.Tensor | None = None) -> torch.Tensor:
+        """Phi^{-1} of the points, float32 [len(points), dim] (written into ``out`` when given).
+
+        z = sqrt(2) erfinv(2u - 1) with 2u - 1 = (x - 2^31 + 1/2) / 2^31 read off the word x: erfinv in float32 in
+        the bulk; where |2u - 1| > 0.96 (u < 0.02 or u > 0.98, ~4 % of values) float32 cannot hold 2u - 1 closely
+        enough, and those values are redone from the exact word in float64 (|z| up to 6.3, beyond the 24-bit
+        uniforms of torch.randn).
+        """
+        out = torch.empty((len(points), self.dim), dtype=torch.float32) if out is None else out
+        step = max(1, CHUNK_VALUES // max(self.dim, 1))
+        for a in range(0, len(points), step):
+            centred = self.words(points[a : a + step], centred=True)
+            normal_from_centred_words(centred, out=out[a : a + step])
+        return out
 
 
-def lower_tail_ndtri(v: torch.Tensor) -> torch.Tensor:
-    """Phi^{-1}(v) for float32 v in (0, 1/2]: erfinv in the bulk (fast), ndtri in the far tail (precise)."""
-    v = v.clamp_min(U_CLIP)
-    z = torch.erfinv(v.mul(2.0).sub_(1.0)).mul_(math.sqrt(2.0))
-    # Below 0.02, 2v - 1 loses float32 precision (z would be off by more than ~2 ulps); ~4 % of draws.
-    tail = v < 0.02
-    return z.masked_scatter_(tail, torch.special.ndtri(v.masked_select(tail)))
+def scrambled_cells(dim: int, m: int, seed: int, replicate: int = 0) -> torch.Tensor:
+    """Cells of the first 2^m scrambled Sobol' points of one replicate, int32 [2^m, dim] (tests, inspection)."""
+    return ScrambledSobol(dim, m, seed, replicate).cells(range(1 << m))
+
+
+def scrambled_sobol_uniforms(dim: int, m: int, seed: int, replicate: int = 0) -> torch.Tensor:
+    """The first 2^m scrambled Sobol' points of one replicate in (0, 1)^dim, float64 [2^m, dim]."""
+    return ScrambledSobol(dim, m, seed, replicate).uniforms(range(1 << m))
+
+
+def scrambled_sobol_normals(dim: int, m: int, seed: int, replicate: int = 0) -> torch.Tensor:
+    """Phi^{-1} of ``scrambled_sobol_uniforms`` (the same points), float32 [2^m, dim]."""
+    return ScrambledSobol(dim, m, seed, replicate).normals(range(1 << m))
+
+
+def normal_from_centred_words(c: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Phi^{-1}(u) for u = (c + 2^31 + 1/2) / 2^32, int32 c: z = sqrt(2) erfinv((c + 1/2) / 2^31), float32."""
+    z = c.to(torch.float32) if out is None else out.copy_(c)
+    torch.erfinv(z.mul_(2.0**-31), out=z).mul_(math.sqrt(2.0))  # the 1/2 is below float32 resolution here
+    # The ~4 % of tail values, found and patched through numpy views of the same memory (numpy's flatnonzero is
+    # several times faster than torch's nonzero on the CPU).
+    if not z.is_contiguous():
+        return z.copy_(normal_from_centred_words(c.contiguous()))
+    flat = z.numpy().reshape(-1)  # a view: z is contiguous
+    tail = np.flatnonzero(np.abs(flat) > TAIL_Z)
+    exact = torch.from_numpy((c.numpy().reshape(-1)[tail].astype(np.float64) + 0.5) * 2.0**-31)
+    flat[tail] = torch.erfinv(exact).mul_(math.sqrt(2.0)).numpy()
+    return z
 
 
 @lru_cache(maxsize=16)
@@ -168,8 +331,9 @@ def resolve_mode(mode: str, dim: int, channels: int, spectral_coefficients: int,
             )
         if channels * spectral_coefficients > MAX_SOBOL_DIM:
             raise ValueError(
-                f"spectral mode uses channels x spectral_coefficients = {channels * spectral_coefficients} QMC dimensions; "
-                f"the Sobol' limit is {MAX_SOBOL_DIM}. Lower spectral_coefficients."
+                f"spectral_coefficients = {spectral_coefficients} is too many for a {channels}-channel latent: spectral "
+                f"mode uses channels x spectral_coefficients = {channels * spectral_coefficients} QMC dimensions and "
+                f"the Sobol' limit is {MAX_SOBOL_DIM}. Use at most {MAX_SOBOL_DIM // channels}."
             )
     return mode
 
@@ -184,20 +348,28 @@ def replicate_noise(
     spectral_coefficients: int,
     antithetic: bool,
     stream: int = 0,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Items ``points`` (positions within the replicate, 0..n-1) of one replicate, float32 [len(points), *item_shape]."""
+    """Items ``points`` (positions within the replicate, 0..n-1) of one replicate, float32 [len(points), *item_shape]
+    (full mode without reflections: written straight into ``out`` when given)."""
     dim = int(np.prod(item_shape))
     n_pts = n // 2 if antithetic else n
     m = max(0, math.ceil(math.log2(n_pts))) if n_pts > 1 else 0
-    gen = keyed_generator(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate)
     qmc_dim = dim if mode == "full" else item_shape[0] * spectral_coefficients
-    normals = scrambled_sobol_normals(qmc_dim, m, gen)
     point_of = [p // 2 if antithetic else p for p in points]
+    # Only the requested points are formed (a reflected pair shares its point): linear in the batch.
+    unique = list(dict.fromkeys(point_of))
+    direct = out is not None and mode == "full" and not antithetic and unique == point_of
+    normals = ScrambledSobol(qmc_dim, m, seed, replicate, stream).normals(
+        unique, out=out.view(len(points), -1) if direct else None)
+    if direct:
+        return out
+    if unique != point_of:
+        normals = normals[[unique.index(p) for p in point_of]]
     signs = torch.tensor([-1.0 if antithetic and p % 2 else 1.0 for p in points], dtype=torch.float32)
     signs = signs.reshape(-1, *([1] * len(item_shape)))
     if mode == "full":
-        z = normals if point_of == list(range(normals.shape[0])) else normals[point_of]
-        z = z.reshape(len(points), *item_shape)
+        z = normals.reshape(len(points), *item_shape)
         return z.mul_(signs) if antithetic else z
     # Spectral: iid N(0, 1) everywhere, keyed on (seed, replicate, point) so slices reproduce, then the lowest
     # DCT coefficients replaced by the QMC values. Frequency-major: the first Sobol' dimensions (best quality)
@@ -206,7 +378,7 @@ def replicate_noise(
     for row, point in enumerate(point_of):
         torch.randn(item_shape, generator=keyed_generator(seed, STREAM_SOBOL_FILL, stream, replicate, point),
                     out=fill[row])
-    q = normals[point_of].reshape(len(points), spectral_coefficients, item_shape[0]).transpose(1, 2)
+    q = normals.reshape(len(points), spectral_coefficients, item_shape[0]).transpose(1, 2)
     return replace_low_frequencies(fill, q) * signs
 
 
@@ -249,8 +421,9 @@ def sobol_rqmc_noise(
 ) -> torch.Tensor:
     """Scrambled-Sobol' RQMC noise for a latent of ``shape`` = [B, C, ...] (float32, CPU); see the module doc."""
     shape = tuple(int(s) for s in shape)
-    if len(shape) < 3:
-        raise ValueError(f"latent shape must be [B, C, *spatial], got {shape}")
+    if len(shape) < 3 or shape[0] < 1:
+        raise ValueError(f"latent shape must be [B, C, *spatial] with B >= 1, got {shape}")
+    check_int(spectral_coefficients, "spectral_coefficients", minimum=1)
     n = points_per_replicate
     if not isinstance(n, int) or n < 1 or n > MAX_POINTS_PER_REPLICATE:
         raise ValueError(f"points_per_replicate must be between 1 and {MAX_POINTS_PER_REPLICATE}, got {n!r}")
@@ -266,12 +439,16 @@ def sobol_rqmc_noise(
     for b, i in enumerate(indices):
         by_replicate.setdefault(i // n, []).append((b, i % n))
     for r, items in by_replicate.items():
-        z = replicate_noise(item_shape, seed, r, [p for _, p in items], n, mode, spectral_coefficients, antithetic, stream)
         rows = [b for b, _ in items]
-        if rows == list(range(rows[0], rows[0] + len(rows))):  # contiguous (the usual case): one block copy
-            out[rows[0] : rows[0] + len(rows)] = z
+        if rows == list(range(rows[0], rows[0] + len(rows))):  # contiguous (the usual case): filled in place
+            block = out[rows[0] : rows[0] + len(rows)]
+            z = replicate_noise(item_shape, seed, r, [p for _, p in items], n, mode, spectral_coefficients,
+                                antithetic, stream, out=block)
+            if z is not block:
+                block.copy_(z)
         else:
-            out[rows] = z
+            out[rows] = replicate_noise(item_shape, seed, r, [p for _, p in items], n, mode, spectral_coefficients,
+                                        antithetic, stream)
     return out
 
 

@@ -1,0 +1,82 @@
+"""Pools of design units from the embedded digits model, sampled once and cached, for ``estimate-bench``.
+
+A pool holds, for every image of a long run of one noise design (items in design order, so any block of whole
+units is an independent unit of the design): the statistics of ``common.statistics`` (brightness, energy) and
+the lowest DCT coefficients of the image's initial noise z (the control-variate inputs). Repetitions of the
+estimate procedure then draw whole units from the pool with replacement: that is exact iid sampling of units from
+the pool's empirical law, whose mean (the pool mean) is the truth the coverage is measured against.
+
+Cached as ``<out>/estimate_pool/<design>_<images>_<steps>_<seed>.npz``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+
+POOL_DESIGNS = ("iid", "antithetic", "k4", "rqmc")
+COEFFICIENTS = 16
+CHUNK = 8192
+
+
+def pool_path(out: pathlib.Path, design: str, images: int, steps: int, seed: int) -> pathlib.Path:
+    return pathlib.Path(out) / "estimate_pool" / f"{design}_{images}_{steps}_{seed}.npz"
+
+
+def build_pool(design_name: str, images: int, steps: int = 10, seed: int = 0, points: int = 8,
+               progress=None) -> dict[str, np.ndarray]:
+    """Sample ``images`` images of one design (chunks of whole units, a fresh seed per chunk)."""
+    import torch
+
+    from ..methods.noise_control_variates import low_frequency_dct
+    from . import common, harness
+    from .designs import make_designs
+
+    torch.set_num_threads(1)
+    model = common.load_model("digits")
+    design = make_designs(model.shape, points=points, spectral=(), include=[design_name])[0]
+    stats: dict[str, list] = {"brightness": [], "energy": []}
+    coefs = []
+    done = 0
+    t0 = time.perf_counter()
+    chunk = CHUNK - CHUNK % design.unit_size
+    while done < images:
+        n = min(chunk, images - done)
+        n -= n % design.unit_size
+        noise = design.noise((n, *model.shape), seed * 1_000_003 + done)
+        x0 = harness.generate(model, noise, steps=steps, sampler="dpmpp_2m", schedule="karras")
+        s = common.statistics(model, x0)
+        for k in stats:
+            stats[k].append(s[k])
+        coefs.append(low_frequency_dct(noise, COEFFICIENTS).astype(np.float32))
+        done += n
+        if progress:
+            progress(n)
+    return {"brightness": np.concatenate(stats["brightness"]), "energy": np.concatenate(stats["energy"]),
+            "coefficients": np.concatenate(coefs), "unit_size": np.array(design.unit_size),
+            "seconds": np.array(time.perf_counter() - t0)}
+
+
+def load_or_build(out: pathlib.Path, design: str, images: int, steps: int = 10, seed: int = 0,
+                  progress=None) -> dict[str, np.ndarray]:
+    path = pool_path(out, design, images, steps, seed)
+    if path.exists():
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    pool = build_pool(design, images, steps, seed, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part.npz")
+    np.savez(tmp, **pool)
+    tmp.replace(path)
+    return pool
+
+
+if __name__ == "__main__":  # pragma: no cover - build the default pools in the background
+    import sys
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 131072
+    for i, d in enumerate(POOL_DESIGNS):
+        p = load_or_build(pathlib.Path("bench_out"), d, n, seed=i)
+        print(d, p["brightness"].shape, float(p["seconds"]), flush=True)

@@ -1,0 +1,189 @@
+"""Real ComfyUI: ``antithetic-queue estimate`` on the tiny checkpoint.
+
+- one server: an antithetic-pairs workflow whose Confidence Interval node gets the NOISE and the latent; the
+  estimate runs pilot + stages until its image budget, and the reported interval equals the one recomputed here
+  from the downloaded PNGs (own luma formula, own pair means, own Student-t); the noise coefficients the node
+  reports are those of (z, -z) pairs; the control-variate interval equals its recomputation; a rerun resumes
+  (queues nothing) and reports the same interval;
+- two servers, one stopped while the estimate runs: the estimate finishes on the survivor, every prompt is done
+  exactly once, and the interval again equals the recomputation from the images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+from antithetic_sampling.nodes.api_client.cli import main as cli_main
+from antithetic_sampling.nodes.api_client.manifest import Manifest
+from antithetic_sampling.nodes.local_comfy import host as ch
+from antithetic_sampling.nodes.methods import noise_control_variates as ncv
+from scipy import stats
+
+pytestmark = pytest.mark.e2e
+
+BATCH = 4  # 2 antithetic pairs per prompt
+BASE_SEED = 900_000 + random.Random(12).randrange(50_000)
+
+
+def _graph() -> dict:
+    interval = {"class_type": "NoiseDesignConfidenceInterval", "inputs": {
+        "images": "@image", "design": "antithetic pairs", "group_size": 2, "layout": "interleaved",
+        "statistic": "mean brightness", "channel": 0, "threshold": 0.5, "confidence": 0.95,
+        "noise": "@noise", "latent": "@latent"}}
+    noise = {"class_type": "AntitheticLatentNoise",
+             "inputs": {"noise_seed": BASE_SEED, "group_size": 2, "layout": "interleaved"}}
+    return ch.txt2img_graph(noise=noise, batch_size=BATCH, width=64, height=64, steps=2,
+                            filename_prefix="e2e_estimate", extra_nodes={"interval": interval})
+
+
+def _recompute(out, confidence=0.95):
+    """Brightness per image from the PNGs on disk, prompts in seed order -> pair means -> Student-t interval."""
+    from PIL import Image
+
+    done = Manifest(out / "manifest.jsonl").done()
+    recs = sorted(done.values(), key=lambda r: r["params"]["noise_seed"])
+    values, coefs, prompts = [], [], []
+    for p, rec in enumerate(recs):
+        files = [f for f in rec["files"] if f["node"] == ch.SAVE and f["type"] == "output"]
+        assert len(files) == BATCH
+        for f in files:
+            rgb = np.asarray(Image.open(out / f["path"]).convert("RGB"), dtype=np.float64) / 255.0
+            values.append(float((0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]).mean()))
+        coefs.append(np.asarray(rec["ui"]["interval"]["noise_coefficients"], dtype=np.float64))
+        prompts += [p] * (BATCH // 2)
+    v = np.asarray(values)
+    pairs = v.reshape(-1, 2).mean(axis=1)
+    g = pairs.shape[0]
+    hw = stats.t.ppf(0.5 + confidence / 2, g - 1) * pairs.std(ddof=1) / math.sqrt(g)
+    c = np.concatenate(coefs).reshape(-1, 2, coefs[0].shape[1])
+    return recs, pairs, hw, c, np.asarray(prompts)
+
+
+def _run(wf, out, servers, *extra):
+    args = ["estimate", str(wf), "--target", "1e-7", "--max-images", "32", "--pilot-units", "4", "--out", str(out),
+            "--no-progress", "--seed-start", str(BASE_SEED), *extra]
+    for s in servers:
+        args += ["--server", s]
+    return cli_main(args)
+
+
+def test_estimate_interval_equals_recomputation_from_images(comfy_server, tmp_path):
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(_graph()))
+    out = tmp_path / "out"
+    assert _run(wf, out, [comfy_server.url], "--control-variates", "off") == 0
+    res = json.loads((out / "estimate.json").read_text())
+    recs, pairs, hw, coefs, _ = _recompute(out)
+    assert res["reason"] == "budget spent" and res["images"] == 32 and res["units"] == 16 and len(recs) == 8
+    assert len(res["stages"]) >= 2 and res["stages"][0]["images"] == 8  # pilot of 4 pairs, then a projected stage
+    assert res["estimate"] == pytest.approx(pairs.mean(), rel=1e-12)
+    assert res["half_width"] == pytest.approx(hw, rel=1e-9)
+    assert res["low"] == pytest.approx(pairs.mean() - hw, rel=1e-9)
+    assert res["dof"] == 15 and res["iid_images_same_width"] > 0
+    assert (out / res["plot"]).stat().st_size > 1000
+    # the node's noise coefficients are those of antithetic pairs (z, -z): every pair sums to zero
+    assert coefs.shape == (16, 2, 16)
+    np.testing.assert_allclose(coefs[:, 0], -coefs[:, 1], atol=1e-5)
+    assert np.abs(coefs).max() > 0.1
+    m = Manifest(out / "manifest.jsonl")
+    assert [r for r in m.records if r.get("type") == "estimate_result"]
+    n_records = len(m.records)
+
+    # resume: the same command queues nothing new and reports the same interval
+    assert _run(wf, out, [comfy_server.url], "--control-variates", "off") == 0
+    again = json.loads((out / "estimate.json").read_text())
+    assert again["half_width"] == res["half_width"] and again["estimate"] == res["estimate"]
+    m2 = Manifest(out / "manifest.jsonl")
+    assert len(m2.job_records("queued")) == len(m.job_records("queued"))
+    assert len(m2.records) > n_records  # only run/estimate records were added
+
+    # control variate on the same images: equals the cross-fitted interval recomputed here
+    out_cv = tmp_path / "out_cv"
+    import shutil
+
+    shutil.copytree(out, out_cv)
+    assert _run(wf, out_cv, [comfy_server.url], "--control-variates", "on") == 0
+    cv = json.loads((out_cv / "estimate.json").read_text())
+    _, pairs, _, coefs, prompts = _recompute(out_cv)
+    ref, info = ncv.cross_fitted_interval(pairs, coefs, prompts, 0.95)
+    assert cv["control_variates"] and cv["dof"] == 14 and cv["control_variate"]["folds"] == info["folds"]
+    assert cv["estimate"] == pytest.approx(ref.estimate, rel=1e-9, abs=1e-12)
+    assert cv["half_width"] == pytest.approx(ref.half_width, rel=1e-9)
+
+
+def test_estimate_over_two_servers_with_one_stopped(comfy_server, tmp_path):
+    cenv = ch.discover()
+    ckpt, _ = ch.ensure_checkpoint(cenv)
+    second = ch.ComfyServer(cenv, tmp_path / "second", ckpt)
+    second.start()
+    wf = tmp_path / "wf.json"
+    g = _graph()
+    g["noise"]["inputs"]["noise_seed"] = BASE_SEED + 1000
+    wf.write_text(json.dumps(g))
+    out = tmp_path / "out"
+    stopped = {}
+
+    def stop_second_midway():
+        path = out / "manifest.jsonl"
+        deadline = time.time() + 600
+        while time.time() < deadline and not stopped:
+            if path.exists():
+                recs = Manifest(path).job_records("done")
+                if len(recs) >= 3 and any(r["server"] == second.url for r in recs):
+                    stopped["done_before"] = len(recs)
+                    second.stop()
+                    stopped["at"] = time.time()
+                    return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=stop_second_midway, daemon=True)
+    watcher.start()
+    try:
+        code = cli_main(["estimate", str(wf), "--target", "1e-7", "--max-images", "48", "--pilot-units", "4",
+                         "--out", str(out), "--no-progress", "--seed-start", str(BASE_SEED + 1000),
+                         "--control-variates", "off", "--server", comfy_server.url, "--server", second.url])
+    finally:
+        watcher.join(timeout=5)
+        second.stop()
+    assert stopped, "the second server was never stopped while the estimate ran"
+    assert code == 0
+    res = json.loads((out / "estimate.json").read_text())
+    recs, pairs, hw, _, _ = _recompute(out)
+    assert res["images"] == 48 and len(recs) == 12
+    assert sorted(r["params"]["noise_seed"] for r in recs) == list(range(BASE_SEED + 1000, BASE_SEED + 1012))
+    assert {r["server"] for r in recs} == {comfy_server.url, second.url}
+    m = Manifest(out / "manifest.jsonl")
+    assert len({r["job"] for r in m.job_records("done")}) == len(m.job_records("done")) == 12  # each exactly once
+    assert res["estimate"] == pytest.approx(pairs.mean(), rel=1e-12)
+    assert res["half_width"] == pytest.approx(hw, rel=1e-9)
+
+
+def test_interval_node_per_image_values_and_width_ratio(comfy_server):
+    """The interval node's new inputs on a real server: per-image values from another node's STRING, the noise
+    coefficients of RQMC noise, and the report's iid half-width on N - 1 dof with the width ratio."""
+    values = [0.1, 0.4, 0.2, 0.5, 0.3, 0.9, 0.6, 0.7]
+    interval = {"class_type": "NoiseDesignConfidenceInterval", "inputs": {
+        "images": "@image", "design": "RQMC replicates", "group_size": 4, "layout": "interleaved",
+        "statistic": "per-image values", "channel": 0, "threshold": 0.5, "confidence": 0.95,
+        "values": ["scores", 0], "noise": "@noise", "latent": "@latent"}}
+    scores = {"class_type": "PrimitiveString", "inputs": {"value": json.dumps(values)}}
+    noise = {"class_type": "SobolRQMCLatentBatch", "inputs": {"noise_seed": BASE_SEED + 5000, "points_per_replicate": 4,
+                                                                "mode": "auto", "spectral_coefficients": 64,
+                                                                "antithetic": False}}
+    g = ch.txt2img_graph(noise=noise, batch_size=8, width=64, height=64, steps=2, filename_prefix="e2e_est_node",
+                         extra_nodes={"scores": scores, "interval": interval})
+    hist = comfy_server.run(g)
+    out = ch.ComfyServer.outputs(hist)["interval"]
+    assert out["values"] == pytest.approx(values)
+    coefs = np.asarray(out["noise_coefficients"])
+    assert coefs.shape == (8, 16) and np.abs(coefs).max() > 0.1
+    text = out["text"][0]
+    reps = np.asarray(values).reshape(2, 4).mean(axis=1)
+    assert f"{reps.mean():.5g}" in text and "narrower than iid at the same N" in text
+

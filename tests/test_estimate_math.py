@@ -1,0 +1,200 @@
+"""Unit tests of the estimate procedure's math: noise DCT features, chaos, cross-fitted control variates, the
+stopping rule, the iid projection, and the client's design detection / unit bookkeeping (no server, no torch)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import fft, stats
+
+from nodes.api_client import estimate as est
+from nodes.methods import confidence as ci
+from nodes.methods import noise_control_variates as ncv
+from nodes.methods.sequential_estimation import StoppingRule, decide, iid_images_for
+
+
+def test_low_frequency_dct_matches_scipy_and_is_standard_normal():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4000, 2, 8, 8))
+    c = ncv.low_frequency_dct(z, 10)
+    full = fft.dctn(z, type=2, norm="ortho", axes=(2, 3))
+    order = ncv.frequency_order(2, 8, 8)[:10]
+    ref = np.stack([full[:, ch, u, v] for ch, u, v in order], axis=1)
+    np.testing.assert_allclose(c, ref, atol=1e-10)
+    assert order[0][1:] == (0, 0) and order[1][1:] == (0, 0)  # the DC of both channels first
+    assert np.all(np.abs(c.mean(0)) < 4 / math.sqrt(4000))
+    np.testing.assert_allclose(np.cov(c.T), np.eye(10), atol=0.08)
+
+
+def test_chaos_features_are_centred_orthonormal_and_odd_part_cancels_in_pairs():
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((20000, 4))
+    f = ncv.chaos_features(c)
+    assert f.shape[1] == ncv.chaos_size(4) == 14
+    assert np.all(np.abs(f.mean(0)) < 0.05)
+    np.testing.assert_allclose(np.cov(f.T), np.eye(14), atol=0.06)
+    pairs = np.stack([c[:100], -c[:100]], axis=1)  # antithetic units
+    unit = ncv.unit_chaos(pairs, 4)
+    np.testing.assert_allclose(unit[:, :4], 0.0, atol=1e-12)  # linear features vanish in pair means
+    np.testing.assert_allclose(unit[:, 4:], ncv.chaos_features(c[:100])[:, 4:])  # even ones survive
+
+
+def test_cross_fitted_control_never_sees_its_own_fold():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((120, 5))
+    y = x @ np.arange(1, 6) + rng.standard_normal(120)
+    folds = np.arange(120) % 4
+    c1 = ncv.cross_fitted_control(x, y, folds)
+    y2 = y.copy()
+    y2[folds == 0] += 100 * rng.standard_normal((folds == 0).sum())
+    c2 = ncv.cross_fitted_control(x, y2, folds)
+    np.testing.assert_allclose(c1[folds == 0], c2[folds == 0])  # fold 0's control ignores fold 0's values
+    assert np.corrcoef(c1, y)[0, 1] > 0.9
+
+
+def test_control_variate_interval_coverage_and_gain():
+    rng = np.random.default_rng(3)
+    hits, widths, plain = 0, [], []
+    reps, g = 600, 24
+    for _ in range(reps):
+        c = rng.standard_normal(g)
+        y = 1.0 + 0.8 * c + 0.5 * rng.standard_normal(g)
+        r = ncv.control_variate_interval(y, c)
+        hits += r.low <= 1.0 <= r.high
+        widths.append(r.half_width)
+        plain.append(stats.t.ppf(0.975, g - 1) * y.std(ddof=1) / math.sqrt(g))
+        assert r.dof == g - 2
+    cover = hits / reps
+    assert 0.92 <= cover <= 0.98  # nominal 0.95, binomial SE 0.009
+    assert np.mean(widths) < 0.7 * np.mean(plain)
+
+
+def test_cross_fitted_interval_on_antithetic_like_units():
+    rng = np.random.default_rng(4)
+    g, m = 200, 6
+    z = rng.standard_normal((g, m))
+    coefs = np.stack([z, -z], axis=1)  # [G, 2, M]
+    y = 0.3 + 0.05 * (z[:, 0] ** 2 - 1) + 0.01 * rng.standard_normal(g)  # even in z: survives pairing
+    res, info = ncv.cross_fitted_interval(y, coefs, np.arange(g) // 4, max_coefficients=m)
+    assert info["folds"] == 8 and res.r2 > 0.8
+    plain = ci.design_interval(y, "iid")
+    assert res.half_width < 0.5 * plain.half_width
+    assert abs(res.estimate - 0.3) < 3 * res.std_error
+
+
+def test_decide_pilot_jumps_and_budget():
+    rule = StoppingRule(target=0.01, min_units=8, max_images=400)
+    d = decide(rule, 0, 2, None, None, units_per_prompt=4)
+    assert not d.stop and d.reason == "pilot" and d.units_wanted == 8
+    d = decide(rule, 8, 2, 0.5, 0.02, units_per_prompt=4)  # twice too wide: 4x the units, less the t shrinkage
+    want = 8 * 4 * (stats.t.ppf(0.975, 31) / stats.t.ppf(0.975, 7)) ** 2  # t at the projected size
+    assert not d.stop and d.units_wanted % 4 == 0 and want <= d.units_wanted < want + 4
+    assert decide(rule, 40, 2, 0.5, 0.009, units_per_prompt=4).stop
+    d = decide(rule, 200, 2, 0.5, 0.5, units_per_prompt=4)
+    assert d.stop and d.reason == "budget spent"
+    rel = StoppingRule(target_rel=0.01)
+    assert decide(rel, 10, 1, 2.0, 0.019).stop and not decide(rel, 10, 1, 2.0, 0.021).stop
+    with pytest.raises(ValueError, match="target"):
+        StoppingRule()
+
+
+def test_iid_images_for_is_the_smallest_n():
+    for var, hw in ((0.031**2, 0.001), (0.0009, 0.005), (1.0, 0.5)):
+        n = iid_images_for(var, hw)
+        assert stats.t.ppf(0.975, n - 1) * math.sqrt(var / n) <= hw
+        assert stats.t.ppf(0.975, n - 2) * math.sqrt(var / (n - 1)) > hw
+
+
+def test_sequential_rule_coverage_on_normal_units():
+    """The whole procedure (pilot 8, jumps, stop at target) on N(0, 1) units: coverage close to 0.95."""
+    rng = np.random.default_rng(5)
+    rule = StoppingRule(target=0.2, min_units=8)
+    hits, sizes, reps = 0, [], 500
+    for _ in range(reps):
+        y = rng.standard_normal(5000)
+        d = decide(rule, 0, 1, None, None)
+        while True:
+            g = d.units_wanted
+            s = y[:g]
+            hw = stats.t.ppf(0.975, g - 1) * s.std(ddof=1) / math.sqrt(g)
+            d = decide(rule, g, 1, float(s.mean()), float(hw))
+            if d.stop:
+                break
+        hits += abs(s.mean()) <= hw
+        sizes.append(g)
+    assert 0.92 <= hits / reps <= 0.98
+    assert 90 <= np.median(sizes) <= 130  # (1.96 / 0.2)^2 = 96 units
+
+
+PROMPT = {
+    "noise": {"class_type": "AntitheticLatentNoise", "inputs": {"noise_seed": 0, "group_size": 2, "layout": "halves"}},
+    "latent": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 8}},
+    "save": {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": "x"}},
+}
+
+
+def test_detect_design_and_units_in_halves_layout():
+    spec = est.detect_design(PROMPT)
+    assert (spec.design, spec.unit_size, spec.layout, spec.batch, spec.units_per_prompt) == ("pairs", 2, "halves", 8, 4)
+    vals = np.arange(8, dtype=float)  # halves: pairs are (0, 4), (1, 5), ...
+    means, _ = est.to_units(vals, None, spec)
+    np.testing.assert_allclose(means, ci.unit_means(vals, "pairs", 2, "halves"))
+    jobs = est.make_jobs(PROMPT, spec, 10, 3)
+    assert [j.prompt["noise"]["inputs"]["noise_seed"] for j in jobs] == [10, 11, 12]
+    assert len({j.key for j in jobs}) == 3
+    rq = {**PROMPT, "noise": {"class_type": "SobolRQMCLatentBatch", "inputs": {"noise_seed": 0, "points_per_replicate": 4}}}
+    assert est.detect_design(rq).design == "replicates"
+    bad = {**PROMPT, "latent": {"class_type": "EmptyLatentImage", "inputs": {"batch_size": 3}}}
+    with pytest.raises(est.EstimateError, match="multiple"):
+        est.detect_design(bad)
+
+
+def test_interval_of_equals_the_interval_node_computation():
+    rng = np.random.default_rng(6)
+    spec = est.detect_design({**PROMPT, "noise": {"class_type": "AntitheticLatentNoise",
+                                                  "inputs": {"noise_seed": 0, "group_size": 4}}})
+    vals = [rng.random(8) for _ in range(5)]
+    out = est.interval_of(vals, None, spec, 0.95, use_cv=False)
+    ref = ci.design_interval(np.concatenate(vals), "groups", 4, "interleaved", 0.95)
+    assert out["units"] == 10 and out["images"] == 40 and out["dof"] == 9
+    for key in ("estimate", "low", "high", "half_width"):
+        assert out[key] == pytest.approx(getattr(ref, key), rel=1e-12)
+    n = 40
+    assert out["iid_half_width_same_n"] == pytest.approx(
+        stats.t.ppf(0.975, n - 1) * math.sqrt(ci.efficiency_vs_iid(np.concatenate(vals), "groups", 4).item_variance / n))
+
+
+def test_precomputed_chaos_columns_match_a_smaller_chaos():
+    rng = np.random.default_rng(7)
+    c = rng.standard_normal((30, 2, 6))
+    full = ncv.unit_chaos(c, 6)
+    for m in (1, 3, 5, 6):
+        np.testing.assert_allclose(full[:, ncv.chaos_columns(6, m)], ncv.unit_chaos(c, m))
+    y = rng.standard_normal(30)
+    a, _ = ncv.cross_fitted_interval(y, c, np.arange(30) // 3, max_coefficients=6)
+    b, _ = ncv.cross_fitted_interval(y, None, np.arange(30) // 3, max_coefficients=6, unit_features=full)
+    assert a.estimate == pytest.approx(b.estimate) and a.half_width == pytest.approx(b.half_width)
+
+
+def test_prompt_data_reads_pngs_node_values_and_noise_coefficients(tmp_path):
+    from PIL import Image
+
+    spec = est.detect_design(PROMPT)
+    rng = np.random.default_rng(8)
+    files = []
+    pix = rng.integers(0, 256, size=(8, 6, 5, 3), dtype=np.uint8)
+    for i in range(8):
+        Image.fromarray(pix[i]).save(tmp_path / f"img{i}.png")
+        files.append({"node": "save", "type": "output", "path": f"img{i}.png"})
+    coefs = rng.standard_normal((8, 16)).tolist()
+    rec = {"index": 0, "files": files, "ui": {"interval": {"values": list(range(8)), "noise_coefficients": coefs}}}
+    vals, c = est.prompt_data(rec, tmp_path, spec, "mean brightness", 0, 0.5, None, None, True)
+    luma = (pix.astype(float) / 255.0) @ np.array(ci.LUMA_WEIGHTS)
+    np.testing.assert_allclose(vals, luma.mean(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(c, np.asarray(coefs))
+    vals, _ = est.prompt_data(rec, tmp_path, spec, "mean brightness", 0, 0.5, ("interval", "values"), None, False)
+    np.testing.assert_allclose(vals, np.arange(8))
+    with pytest.raises(est.EstimateError, match="noise coefficients"):
+        est.prompt_data({**rec, "ui": {}}, tmp_path, spec, "mean brightness", 0, 0.5, None, None, True)
