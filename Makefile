@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/antithetic-sampling guidance-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling guidance-h2h --readme $(EVIDENCE) --summary README.md --summary docs/guidance.md
 
+# the soak's Ray phase (antithetic-queue --ray) uses Ray, which the dev extra installs
 soak: setup
 	$(BIN)/antithetic-sampling soak --readme $(EVIDENCE)
 

@@ -7,7 +7,7 @@
 //  2. A design badge above the title bar of every node that carries a noise design (group size K, layout, mask,
 //     RQMC points per replicate, the CI design, the metric pairing), so the designs that must agree can be read
 //     off the canvas at a glance. It is a native LiteGraph node badge, laid out next to ComfyUI's own badges
-//     (node id, node source) instead of on top of them.
+//     (node id, node source) instead of on top of them, and it stays inside its node (see "badges" below).
 //  3. A mismatch warning: the badge turns red and says why when a node's design differs from the noise node
 //     feeding the same sampler (Antithetic Sampler vs Antithetic Latent Noise), or from the noise that made the
 //     batch a confidence interval / metric node measures (for example a CI set to "antithetic pairs" on a batch
@@ -51,10 +51,25 @@ function widgetValue(node, name) {
   return w ? w.value : undefined;
 }
 
-function inputNode(node, name) {
-  if (!node?.inputs) return null;
-  const slot = node.inputs.findIndex((i) => i.name === name);
-  if (slot < 0 || node.inputs[slot].link == null) return null;
+// Graph reads go through LiteGraph's node API only (getInputLink / isInputConnected / getInputNode /
+// getOutputNodes): frontend 1.58 deprecates reading `input.link` and `output.links` directly, and all of these
+// exist in 1.27 as well.
+function slotIndex(node, name) {
+  return node?.inputs ? node.inputs.findIndex((i) => i.name === name) : -1;
+}
+
+function isConnected(node, slot) {
+  if (slot < 0) return false;
+  try {
+    return Boolean(node.isInputConnected(slot));
+  } catch {
+    return false;
+  }
+}
+
+function upstreamOf(node, slot) {
+  // The node on input `slot` (null when unconnected or the link dangles).
+  if (!isConnected(node, slot)) return null;
   try {
     return node.getInputNode(slot) ?? null;
   } catch {
@@ -62,9 +77,12 @@ function inputNode(node, name) {
   }
 }
 
+function inputNode(node, name) {
+  return upstreamOf(node, slotIndex(node, name));
+}
+
 function hasLinkedInput(node, name) {
-  const inp = node?.inputs?.find((i) => i.name === name);
-  return inp != null && inp.link != null;
+  return isConnected(node, slotIndex(node, name));
 }
 
 // ---------------------------------------------------------------------------------------------- designs
@@ -170,13 +188,8 @@ function upstreamNoise(node) {
         if (src) return src;
       }
       for (let slot = 0; slot < (n.inputs?.length ?? 0); slot++) {
-        if (n.inputs[slot].link == null) continue;
-        try {
-          const up = n.getInputNode(slot);
-          if (up) next.push(up);
-        } catch {
-          /* a dangling link: ignore */
-        }
+        const up = upstreamOf(n, slot);
+        if (up) next.push(up);
       }
     }
     frontier = next;
@@ -186,10 +199,13 @@ function upstreamNoise(node) {
 
 function samplerPartnerNoise(node) {
   // For an Antithetic Sampler: the noise node feeding the SamplerCustomAdvanced it is plugged into.
-  const graph = node.graph ?? app.graph;
-  for (const linkId of node.outputs?.[0]?.links ?? []) {
-    const link = graph?.links?.get ? graph.links.get(linkId) : graph?.links?.[linkId];
-    const target = link ? graph.getNodeById(link.target_id) : null;
+  let targets = null;
+  try {
+    targets = node.getOutputNodes(0);
+  } catch {
+    targets = null; // a node not (yet) in a graph
+  }
+  for (const target of targets ?? []) {
     if (target && SAMPLER_NODES.has(typeOf(target))) {
       const src = inputNode(target, "noise");
       if (src) return src;
@@ -226,8 +242,166 @@ function mismatch(node, d) {
   return "";
 }
 
+// ---------------------------------------------------------------------------------------------- badges
+// A badge that fits its node. LiteGraph draws a node's badges in one row above the title bar, right-aligned
+// (LGraphNode.drawBadges: the row starts at node width minus the sum of the badge widths), so a label wider than
+// the room left by the frontend's own badges (node id, node source) would start left of the node. This badge asks
+// the frontend how much room the others take (a measuring pass of drawBadges on an offscreen context, with this
+// badge drawn at zero width), then wraps its label onto as many lines as it needs inside that room; the row is
+// bottom-aligned, so extra lines grow upwards. The Vue renderer (frontend >= 1.4x) does not draw LGraphBadges:
+// it renders `text` as a chip and passes the remaining own properties on as attributes, so `title` carries the
+// full label (hover tooltip) and `style` lets a long chip shrink to the node and end in an ellipsis.
+
+const LINE_HEIGHT = 15;
+const MIN_BADGE_ROOM = 80;
+let measuringCtx = null;
+
+function offscreenCtx() {
+  if (!measuringCtx) measuringCtx = document.createElement("canvas").getContext("2d");
+  return measuringCtx;
+}
+
+function wrapLabel(ctx, text, room) {
+  // Greedy word wrap on spaces; a word longer than the room is cut by characters.
+  const lines = [];
+  let line = "";
+  const fits = (t) => ctx.measureText(t).width <= room;
+  for (const word of text.split(" ")) {
+    const candidate = line ? `${line} ${word}` : word;
+    if (fits(candidate)) {
+      line = candidate;
+      continue;
+    }
+    if (line) lines.push(line);
+    line = "";
+    let rest = word;
+    while (rest && !fits(rest)) {
+      let n = rest.length - 1;
+      while (n > 1 && !fits(rest.slice(0, n))) n--;
+      lines.push(rest.slice(0, n));
+      rest = rest.slice(n);
+    }
+    line = rest;
+  }
+  if (line) lines.push(line);
+  return lines.length ? lines : [""];
+}
+
+// Vue renderer: the chips of a node sit in groups inside one row as wide as the node; a flex item does not shrink
+// below its content by default, so the group holding our chip may shrink (and the chip ends in an ellipsis).
+const VUE_BADGE_CSS = `[data-node-id] :has(> [data-antithetic-badge]) { min-width: 0; flex-shrink: 1; }`;
+
+function installVueBadgeCss() {
+  if (document.getElementById("antithetic-badge-css")) return;
+  const style = document.createElement("style");
+  style.id = "antithetic-badge-css";
+  style.textContent = VUE_BADGE_CSS;
+  document.head.appendChild(style);
+}
+
+let FittedBadge = null;
+
+function fittedBadgeClass() {
+  if (FittedBadge) return FittedBadge;
+  FittedBadge = class extends globalThis.LGraphBadge {
+    constructor(node, options) {
+      super(options);
+      this.title = options.text; // Vue renderer: an attribute of the chip, i.e. its hover tooltip
+      this["data-antithetic-badge"] = options.warn ? "warn" : "design"; // Vue renderer: hook for VUE_BADGE_CSS
+      this.style = {
+        display: "block",
+        minWidth: "0",
+        maxWidth: "100%",
+        overflow: "hidden",
+        textOverflow: "ellipsis",
+        whiteSpace: "nowrap",
+        lineHeight: "1.5rem",
+      };
+      // Not enumerable: the Vue renderer would turn them into attributes of the chip.
+      const hidden = (name, value) => Object.defineProperty(this, name, { value, writable: true, enumerable: false });
+      hidden("antithetic", { warn: Boolean(options.warn) }); // tells a test (tests/test_browser.py) ours from others
+      hidden("node", node);
+      hidden("lines", [options.text]);
+      hidden("measuring", false);
+      hidden("roomCache", null);
+    }
+
+    room() {
+      // Width left for this badge: the node's width minus the frontend's badges in the same row and the gaps.
+      const node = this.node;
+      const width = node.width ?? node.size?.[0] ?? 0;
+      if (typeof node.drawBadges !== "function") return width;
+      // once per canvas frame and width: drawBadges asks for our width more than once per frame
+      const key = `${app.canvas?.frame ?? performance.now()}:${width}`;
+      if (this.roomCache?.key === key) return this.roomCache.room;
+      const ctx = offscreenCtx();
+      const boxes = [];
+      const record = (_x, _y, w) => boxes.push(w);
+      ctx.roundRect = record;
+      ctx.rect = record;
+      this.measuring = true;
+      try {
+        node.drawBadges(ctx);
+      } catch {
+        return width;
+      } finally {
+        this.measuring = false;
+        delete ctx.roundRect;
+        delete ctx.rect;
+      }
+      const GAP = 2;
+      const others = boxes.reduce((a, w) => a + w + GAP, 0);
+      const room = Math.max(MIN_BADGE_ROOM, width - others - GAP);
+      this.roomCache = { key, room };
+      return room;
+    }
+
+    getWidth(ctx) {
+      if (this.measuring) return 0;
+      if (!this.visible) return 0;
+      const { font } = ctx;
+      ctx.font = `${this.fontSize}px sans-serif`;
+      const natural = ctx.measureText(this.text).width + this.padding * 2;
+      const room = this.room();
+      if (natural <= room) {
+        this.lines = [this.text];
+        this.height = 20;
+      } else {
+        this.lines = wrapLabel(ctx, this.text, room - this.padding * 2);
+        this.height = 20 + (this.lines.length - 1) * LINE_HEIGHT;
+      }
+      const width = Math.max(...this.lines.map((l) => ctx.measureText(l).width)) + this.padding * 2;
+      ctx.font = font;
+      return width;
+    }
+
+    draw(ctx, x, y) {
+      if (this.measuring || !this.visible) return;
+      const width = this.getWidth(ctx);
+      const { font, fillStyle, textBaseline, textAlign } = ctx;
+      x += this.xOffset;
+      y += this.yOffset;
+      ctx.fillStyle = this.bgColor;
+      ctx.beginPath();
+      if (ctx.roundRect) ctx.roundRect(x, y, width, this.height, this.cornerRadius);
+      else ctx.rect(x, y, width, this.height);
+      ctx.fill();
+      ctx.font = `${this.fontSize}px sans-serif`;
+      ctx.fillStyle = this.fgColor;
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "left";
+      this.lines.forEach((line, i) => ctx.fillText(line, x + this.padding, y + 10 + 1 + i * LINE_HEIGHT));
+      ctx.font = font;
+      ctx.fillStyle = fillStyle;
+      ctx.textBaseline = textBaseline;
+      ctx.textAlign = textAlign;
+    }
+  };
+  return FittedBadge;
+}
+
 function designBadge(node) {
-  // The node's badge (a LiteGraph LGraphBadge, rebuilt only when its label changes); empty text = not drawn.
+  // The node's badge (rebuilt only when its label changes); empty text = not drawn.
   let label = "";
   let warn = false;
   try {
@@ -241,8 +415,8 @@ function designBadge(node) {
   }
   const cached = node[BADGE_CACHE];
   if (cached && cached.label === label) return cached.badge;
-  const badge = new globalThis.LGraphBadge({ text: label, ...(warn ? WARN_STYLE : BADGE_STYLE) });
-  badge.antithetic = { warn }; // lets a test (tests/test_browser.py) tell our badge from the frontend's own
+  const Badge = fittedBadgeClass();
+  const badge = new Badge(node, { text: label, warn, ...(warn ? WARN_STYLE : BADGE_STYLE) });
   node[BADGE_CACHE] = { label, badge };
   return badge;
 }
@@ -298,6 +472,10 @@ function showSummary(node, text) {
 
 app.registerExtension({
   name: EXT_NAME,
+
+  setup() {
+    installVueBadgeCss();
+  },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const category = String(nodeData?.category ?? "");

@@ -172,7 +172,7 @@ class PairDiversityMetric(io.ComfyNode):
                 io.Float.Output("clip_distance", display_name="clip_distance", tooltip="Mean CLIP cosine distance over pairs; -1 when no clip_vision."),
                 io.Float.Output("vendi", display_name="vendi", tooltip="Vendi score of the whole batch (effective number of distinct images)."),
                 io.String.Output("report", display_name="report", tooltip="Markdown table: headline metrics (and reference change) plus every pair."),
-                io.Image.Output("plot", display_name="plot", tooltip="Correlation heatmap (pairs outlined) and per-pair bars; reference beside it."),
+                io.Image.Output("plot", display_name="plot", tooltip="Every pair as a dot: centered correlation vs 1 - SSIM (top left = more different); reference pairs in grey, batch means marked."),
             ],
         )
 
@@ -361,28 +361,28 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
                 io.Float.Input("confidence", display_name="confidence", default=0.95, min=0.5, max=0.999, step=0.005,
                                tooltip="Confidence level of the interval (0.95 = 95%)."),
                 io.ClipVision.Input(
-                    "clip_vision", optional=True,
+                    "clip_vision", display_name="clip_vision", optional=True,
                     tooltip="For 'CLIP similarity to reference': the CLIP vision model (Load CLIP Vision) that embeds "
                             "every image and the reference image.",
                 ),
                 io.Image.Input(
-                    "reference_image", optional=True,
+                    "reference_image", display_name="reference_image", optional=True,
                     tooltip="For 'CLIP similarity to reference': the image each output is compared to (cosine "
                             "similarity of CLIP image embeddings; several reference images are averaged).",
                 ),
                 io.String.Input(
-                    "values", optional=True, force_input=True,
+                    "values", display_name="values", optional=True, force_input=True,
                     tooltip="For 'per-image values': one number per image in batch order (JSON list or comma-separated "
                             "text) from any node, e.g. a score node, so its scores get a design-aware interval.",
                 ),
                 io.Noise.Input(
-                    "noise", optional=True,
+                    "noise", display_name="noise", optional=True,
                     tooltip="The NOISE the batch was sampled from (with latent): the node then reports the lowest DCT "
                             "coefficients of every image's initial noise (UI output noise_coefficients), which "
                             "antithetic-queue estimate uses as control variates. Does not change the interval.",
                 ),
                 io.Latent.Input(
-                    "latent", optional=True,
+                    "latent", display_name="latent", optional=True,
                     tooltip="The empty latent the sampler started from (with noise): gives the noise its shape.",
                 ),
             ],

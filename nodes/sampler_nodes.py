@@ -102,7 +102,8 @@ class AntitheticSampler(io.ComfyNode):
             ),
             inputs=[
                 io.Combo.Input(
-                    "sampler_name", options=comfy_compat.sampler_names(), default="euler_ancestral",
+                    "sampler_name", display_name="sampler_name", options=comfy_compat.sampler_names(),
+                    default="euler_ancestral",
                     tooltip="The ComfyUI sampler to run. Its step noise (if any) is mirrored; the samplers that draw "
                             "from a Brownian tree in core (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde and their variants) "
                             "keep one tree per group leader, so each image still follows a genuine Brownian path.",

@@ -74,7 +74,9 @@ def comfy_server(tmp_path_factory):
     print(
         f"\n[comfy_server] ComfyUI {cenv.version} at {server.url}: probe {cenv.probe_seconds:.1f}s, checkpoint "
         f"{f'generated in {ckpt_s:.1f}s' if ckpt_s else 'cached'}, server ready in {server.start_seconds:.1f}s, "
-        f"total {server.setup_seconds:.1f}s; torchvision stub: {cenv.needs_torchvision_stub}; log {server.log_path}"
+        f"total {server.setup_seconds:.1f}s; torchvision stub: {cenv.needs_torchvision_stub}; "
+        f"flags {' '.join(cenv.launch_flags)}; log {server.log_path}"
+        + "".join(f"\n[comfy_server] requirements.txt: {n}" for n in cenv.requirement_notes)
     )
     try:
         yield server

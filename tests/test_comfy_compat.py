@@ -164,6 +164,36 @@ def test_brownian_list_is_explicit():
 # ----------------------------------------------------------------------------- run_guided on a newer fake core
 
 
+def calc_cond_batch(model, conds, x, timestep, model_options):
+    """A fake model: each cond is a per-element denoiser D(x, sigma) = x / (1 + sigma^2) + bias (ideal for N(0, 1)
+    data plus a cond-specific offset), so every item and value is independent of the rest of the batch."""
+    s = timestep.reshape(-1, *([1] * (x.ndim - 1))).to(x)
+    model.calls.append(len([c for c in conds if c is not None]))
+    return [None if c is None else x / (1.0 + s * s) + c["bias"] for c in conds]
+
+
+def sampling_function(model, x, timestep, uncond, cond, cond_scale, model_options={}, seed=None):  # noqa: B006
+    """Transcription of core's sampling_function and cfg_function (pre-CFG hooks rewrite conds_out before CFG,
+    post-CFG hooks see the rewritten cond_denoised)."""
+    uncond_ = None if cond_scale == 1.0 and not model_options.get("disable_cfg1_optimization", False) else uncond
+    conds = [cond, uncond_]
+    if "sampler_calc_cond_batch_function" in model_options:
+        out = model_options["sampler_calc_cond_batch_function"](
+            {"conds": conds, "input": x, "sigma": timestep, "model": model, "model_options": model_options})
+    else:
+        out = calc_cond_batch(model, conds, x, timestep, model_options)
+    for fn in model_options.get("sampler_pre_cfg_function", []):
+        out = fn({"conds": conds, "conds_out": out, "cond_scale": cond_scale, "timestep": timestep, "input": x,
+                  "sigma": timestep, "model": model, "model_options": model_options})
+    cond_pred, uncond_pred = out[0], out[1]
+    cfg_result = cond_pred if uncond_pred is None else uncond_pred + (cond_pred - uncond_pred) * cond_scale
+    for fn in model_options.get("sampler_post_cfg_function", []):
+        cfg_result = fn({"denoised": cfg_result, "cond": cond, "uncond": uncond, "cond_scale": cond_scale,
+                         "model": model, "uncond_denoised": uncond_pred, "cond_denoised": cond_pred, "sigma": timestep,
+                         "model_options": model_options, "input": x})
+    return cfg_result
+
+
 class NewerCFGGuider:
     """The parts of a newer core's CFGGuider that run_guided touches: sample() packs nested latents and passes
     latent_shapes to outer_sample (newer signature); sampling itself is replaced by a fixed, deterministic map."""
@@ -179,6 +209,10 @@ class NewerCFGGuider:
 
     def set_cfg(self, cfg):
         self.cfg = cfg
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 - core's signature
+        return sampling_function(self.inner_model, x, timestep, self.conds.get("negative"), self.conds.get("positive"),
+                                 self.cfg, model_options=model_options, seed=seed)
 
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
                seed=None):
@@ -221,6 +255,7 @@ def newer_core(monkeypatch):
     utils = types.ModuleType("comfy.utils")
     preview = types.ModuleType("latent_preview")
     samplers.CFGGuider = NewerCFGGuider
+    samplers.calc_cond_batch = calc_cond_batch
     samplers.sampler_object = lambda name: ("sampler", name)
     samplers.SAMPLER_NAMES = ["euler"]
 
@@ -321,3 +356,86 @@ def test_run_guided_at_w0_equals_newer_core_ksampler(newer_core, kind):
 
 def test_guider_overrides_only_predict_noise_and_sample(newer_core):
     assert cc.guider_overrides(newer_core.gn.guider_class()) == {"predict_noise", "sample"}
+
+
+# ----------------------------------------------------------------------------- composition with other patches
+
+
+class EpsModelSampling:
+    sigma_max = 14.6
+
+    @staticmethod
+    def noise_scaling(sigma, noise, latent_image, max_denoise=False):
+        return latent_image + noise * sigma.reshape(-1, *([1] * (noise.ndim - 1))).to(noise)
+
+
+def apg_like(args):
+    """A pre-CFG hook that rewrites the conditional output (like core APG / FreSca / LatentApplyOperationCFG)."""
+    out = list(args["conds_out"])
+    out[0] = out[0] * 0.5 + 0.3
+    return out
+
+
+def eps_scaling_like(args):
+    """A post-CFG hook that rescales the noise prediction (like core Epsilon Scaling)."""
+    x, d = args["input"], args["denoised"]
+    return x - (x - d) / 1.05
+
+
+def _guided_step(gn, scale, pre=(), post=(), estimator="calibrated_residual", cfg=3.0, x=None):
+    guider = gn.guider_class()(types.SimpleNamespace())
+    guider.set_cfg(cfg)
+    guider.set_awareness(scale, 1000.0, 0.0, 0.3, estimator, measure=True)
+    guider.inner_model = types.SimpleNamespace(model_sampling=EpsModelSampling(), calls=[])
+    guider.conds = {"positive": [{"bias": 0.1}][0], "negative": [{"bias": -0.1}][0]}
+    guider.shift_log, guider._calls, guider._item_keys = [], 0, [11, 12]
+    sigmas = torch.tensor([8.0, 4.0, 2.0, 0.0])
+    mo = {"transformer_options": {"sample_sigmas": sigmas}, "sampler_pre_cfg_function": list(pre),
+          "sampler_post_cfg_function": list(post)}
+    out = guider.predict_noise(x, sigmas[1:2].expand(x.shape[0]), mo, seed=5)
+    return out, guider.shift_log[-1], mo
+
+
+def _state():
+    # A state that carries 1.25x the noise of its nominal level 4 (data ~ N(0, 1)): the estimate reads high.
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(2, 4, 16, 16, generator=g) + 4.0 * 1.25 * torch.randn(2, 4, 16, 16, generator=g)
+
+
+@pytest.mark.parametrize("estimator", ["calibrated_residual", "sure_residual"])
+def test_correction_is_computed_from_raw_outputs_and_added_on_top_of_the_hooks(newer_core, estimator):
+    gn, x = newer_core.gn, _state()
+    plain0, _, _ = _guided_step(gn, 0.0, estimator=estimator, x=x)
+    plain1, log1, _ = _guided_step(gn, 1.0, estimator=estimator, x=x)
+    hooked0, _, _ = _guided_step(gn, 0.0, (apg_like,), (eps_scaling_like,), estimator, x=x)
+    hooked1, logh, mo = _guided_step(gn, 1.0, (apg_like,), (eps_scaling_like,), estimator, x=x)
+    assert log1["applied"] and logh["applied"]  # the state is shifted: the correction acts
+    assert logh["ratio"] == log1["ratio"]  # the level estimate does not move when hooks are added
+    assert not torch.equal(hooked0, plain0)  # the hooks do change the chain ...
+    # ... and the correction rides on top of it unchanged: D~ - D_cfg is the same with and without the hooks
+    torch.testing.assert_close(hooked1 - hooked0, plain1 - plain0, rtol=0, atol=1e-6)
+    assert mo["sampler_pre_cfg_function"] == [apg_like]  # the caller's model_options are not modified
+
+
+def test_w0_measuring_returns_the_chain_untouched(newer_core):
+    gn, x = newer_core.gn, _state()
+    hooked0, log, _ = _guided_step(gn, 0.0, (apg_like,), (eps_scaling_like,), x=x)
+    chain = sampling_function(types.SimpleNamespace(calls=[]), x, torch.full((2,), 4.0), {"bias": -0.1},
+                              {"bias": 0.1}, 3.0, {"sampler_pre_cfg_function": [apg_like],
+                                                   "sampler_post_cfg_function": [eps_scaling_like]})
+    assert torch.equal(hooked0, chain) and log["ratio"] is not None and not log["applied"]
+
+
+def test_probe_noise_is_keyed_per_item(newer_core):
+    """An item's probe noise depends on its own key only: the same item alone or after another gives the same
+    draws, and two items with different keys get different draws."""
+    gn = newer_core.gn
+    both = gn.keyed_probe_noise((2, 4, 8, 8), 5, [11, 12], 3)
+    alone = gn.keyed_probe_noise((1, 4, 8, 8), 5, [12], 3)
+    assert torch.equal(both[1:], alone) and not torch.equal(both[0], both[1])
+    assert not torch.equal(gn.keyed_probe_noise((1, 4, 8, 8), 5, [12], 4), alone)  # fresh draws per call
+    noise = torch.randn(3, 4, 8, 8)
+    keys = gn.item_keys(noise, torch.zeros(3, 4, 8, 8))
+    assert keys[1:] == gn.item_keys(noise[1:], torch.zeros(2, 4, 8, 8)) and len(set(keys)) == 3
+    nested = gn.item_keys(FakeNested([noise, noise[:, :1]]), None)
+    assert len(set(nested)) == 3 and nested != gn.item_keys(noise, None)

@@ -287,8 +287,7 @@ def test_clip_vision_without_image_embeds():
 def test_plots_render_to_image_tensors():
     res = dv.pair_diversity(_rand(6, 16, 16, 3), "interleaved")
     panels = [
-        plots.heatmap(res.centered_matrix, "centered", marks=[tuple(p) for p in res.pairs.tolist()]),
-        plots.bar_chart(res.centered_correlation, "bars", labels=["a", "b", "c"], vmin=-1, vmax=1, reference=0.0),
+        plots.pair_scatter(res.centered_correlation, 1 - res.ssim, title="pairs"),
         plots.line_plot({"x": ([1, 2, 4], [0.1, 0.2, 0.4])}, "line", logy=True),
         plots.interval_plot([0, 1, 2], [0.1, 0.3, 0.2], [0.5, 1.5], [0.2, 0.25], 0.22, 0.2, 0.24, naive=(0.1, 0.3)),
     ]

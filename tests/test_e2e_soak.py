@@ -1,6 +1,7 @@
 """``antithetic-sampling soak --quick`` against real ComfyUI servers (it starts its own), plus its checker.
 
-The e2e test runs both phases on 6 prompts: one server, then two with one SIGKILLed halfway. It reads the soak's
+The e2e test runs every phase on 6 prompts: one server, then two with one SIGKILLed halfway, then (where Ray is
+installed) two Ray actors with one actor's ComfyUI SIGKILLed halfway. It reads the soak's
 JSON and re-checks its claims from the manifests and files on disk: every job done exactly once with all its
 images, the prompts of the killed server finished on the survivor, the README block rewritten and nothing else.
 No wall-clock assertions. The checker test feeds ``verify_manifest`` broken manifests: the soak's checks can fail.
@@ -70,6 +71,23 @@ def test_soak_quick_every_prompt_exactly_once(tmp_path):
     assert all(r["server"] == p2["servers"]["killed"] for r in requeued)
     assert sum(p2["done_by_role"].values()) == n and p2["survivor_jobs_run_twice"] == 0
     assert p2["identical_to_single"] == n and p2["survivor_alive_after"]
+
+    p3 = result["phase3"]
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        assert p3 is None and "Ray is not installed" in result["ray_skipped"]
+    else:  # the Ray phase: two actors, one actor's ComfyUI SIGKILLed halfway
+        m3 = Manifest(out / "phase3-ray" / "manifest.jsonl")
+        done3 = m3.done()
+        assert set(done3) == set(Manifest(out / "phase1-single" / "manifest.jsonl").done())
+        assert len(m3.job_records("done")) == n and p3["duplicates"] == 0 and p3["failed"] == 0
+        assert 1 <= p3["killed"]["done_at_kill"] < n and p3["killed"]["returncode"] == -9
+        requeued3 = m3.job_records("requeued")
+        assert requeued3 and all(r["server"] == p3["killed_server"] for r in requeued3)
+        assert all(done3[r["job"]]["server"] != p3["killed_server"] for r in requeued3)
+        assert p3["identical_to_single"] == n and sum(p3["done_by_role"].values()) == n
+        assert "| Ray: `antithetic-queue --ray" in (out / "soak.md").read_text(encoding="utf-8")
 
     text = readme.read_text(encoding="utf-8")
     assert text.startswith("intro\n\n<!-- BEGIN:soak-results -->\n")

@@ -237,7 +237,7 @@ def test_only_the_requested_points_are_formed(monkeypatch):
     of 2 SD1.5 latents forms 2 points, never the whole 4096 x 16384 net."""
     formed = []
     real = ScrambledSobol.words
-    monkeypatch.setattr(ScrambledSobol, "words", lambda self, pts: formed.append(len(pts)) or real(self, pts))
+    monkeypatch.setattr(ScrambledSobol, "words", lambda self, pts, **kw: formed.append(len(pts)) or real(self, pts, **kw))
     z = sobol_rqmc_noise((2, 4, 64, 64), seed=1, points_per_replicate=4096, mode="full", batch_index=[4095, 7])
     assert formed == [2] and torch.isfinite(z).all()
     full = sobol_rqmc_noise((8, 4, 8, 8), seed=1, points_per_replicate=4096)
@@ -260,3 +260,16 @@ def test_spectral_widget_maximum_succeeds_on_4_channels_and_16_channels_are_refu
     assert torch.isfinite(z).all()
     with pytest.raises(ValueError, match=r"spectral_coefficients = 5300 .* 16-channel .* at most 1325"):
         sobol_rqmc_noise((2, 16, 128, 128), seed=0, points_per_replicate=2, mode="spectral", spectral_coefficients=5300)
+
+
+@pytest.mark.slow
+def test_sobol_scaling_bench_reports_time_and_memory_per_cell():
+    """One fresh process (torch import: a few seconds) at the widget maximum."""
+    from antithetic_sampling.nodes.evidence import noise_timing
+
+    res = noise_timing.sobol_scaling(points=(4096,), batches=(2,), repeats=1)
+    assert [(r["points_per_replicate"], r["batch"]) for r in res["rows"]] == [(4096, 2)]
+    for r in res["rows"]:
+        assert r["best_s"] > 0 and r["randn_s"] > 0 and r["peak_rss_increase_mb"] >= 0
+    table = noise_timing.scaling_markdown(res)
+    assert table.startswith("| points per replicate | batch |") and "| 4096 | 2 |" in table

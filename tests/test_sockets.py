@@ -54,3 +54,18 @@ def test_the_check_catches_an_output_labelled_by_its_type(snapshot):
     broken["output_name"][2] = broken["output_name"][1]
     assert unnamed_outputs(broken) == ["output 0 labelled only by its type FLOAT",
                                        "label 'centered_correlation' used twice"]
+
+
+def test_every_socket_in_the_source_has_a_display_name():
+    """The same rule on the node sources, so a new input cannot slip in between two snapshot refreshes."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "nodes").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("Input", "Output") and isinstance(node.func.value, ast.Attribute)
+                    and isinstance(node.func.value.value, ast.Name) and node.func.value.value.id == "io"
+                    and not any(k.arg == "display_name" for k in node.keywords)):
+                missing.append(f"{path.name}:{node.lineno}")
+    assert missing == []

@@ -6,9 +6,13 @@ Examples (the pack's example workflows; NODE is a node id, title or class)::
     antithetic-queue workflows/k_antithetic_gallery.json --set BasicScheduler.steps=4 --sweep 8.group_size=2,4 --repeat 2 --repeat-seed-stride 1000
     antithetic-queue workflows/api/sobol_rqmc_estimate.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep "Sobol RQMC Latent Batch.noise_seed=0..999"
     antithetic-queue workflows/k_antithetic_gallery.json --sweep AntitheticLatentNoise.layout=interleaved,halves --dry-run
+    antithetic-queue workflows/api/antithetic_vs_independent.json --ray auto --comfyui /opt/ComfyUI --sweep "Antithetic Latent Noise.noise_seed=0..9999"
 
 To estimate a statistic to a target half-width instead (queues prompts until the interval is narrow enough):
 `antithetic-queue estimate WORKFLOW --target 0.002 --out runs/brightness`; see `antithetic-queue estimate --help`.
+
+--server: ComfyUI servers you already run. --ray: one ComfyUI per GPU of a Ray cluster, started (and restarted when
+it dies) by Ray; the same scheduling, manifest and resume as --server (pip install 'antithetic-sampling[ray]').
 
 Input names are checked against the node (its inputs in the workflow, or its definition from /object_info);
 an unknown name is refused with the node's real inputs. --dry-run lists the jobs without a server: a UI-format
@@ -74,6 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workflow", help="workflow JSON: API format, or UI format (converted through the server's /object_info)")
     p.add_argument("--server", action="append", default=[], metavar="URL",
                    help=f"ComfyUI server (repeat for several; default {DEFAULT_SERVER})")
+    ray = p.add_argument_group("Ray cluster (instead of --server)")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run one ComfyUI per GPU of a Ray cluster as Ray actors: 'auto' joins the cluster this "
+                     "machine belongs to (after `ray start`), an address (ray://head:10001) joins that one, no "
+                     "ADDRESS starts a local cluster for this run")
+    ray.add_argument("--comfyui", default=None, metavar="PATH",
+                     help="ComfyUI checkout on every node, with this pack in its custom_nodes (default: each node's "
+                     "COMFYUI_PATH, as set for its `ray start`, else ~/comfy/ComfyUI)")
+    ray.add_argument("--comfyui-python", default=None, metavar="PYTHON",
+                     help="Python that runs ComfyUI on every node (default: each node's COMFYUI_PYTHON, else the "
+                     "Ray worker's Python)")
+    ray.add_argument("--comfyui-arg", dest="comfyui_args", action="append", default=[], metavar="ARG",
+                     help="extra argument for ComfyUI's main.py, repeatable (--comfyui-arg=--highvram)")
+    ray.add_argument("--ray-cpu-workers", type=int, default=0, metavar="N",
+                     help="N CPU-only ComfyUI servers (--cpu) instead of one per GPU: CPU clusters and tests")
+    ray.add_argument("--ray-max-restarts", type=int, default=3, metavar="N",
+                     help="times Ray restarts an actor whose ComfyUI died (default 3)")
+    ray.add_argument("--ray-test-checkpoint", action="store_true",
+                     help="tests and soak: each actor gets its own base directory with the pack and the random tiny "
+                     "SD1.5 checkpoint (tiny_sd15.safetensors) instead of the checkout's models")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.INPUT=VALUE",
                    help="override an input; NODE is a node id, title or unique class; VALUE is JSON or text")
     p.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="NODE.INPUT=SPEC",
@@ -116,10 +140,12 @@ def load_workflow(path: str) -> dict:
     return data
 
 
-def _first_live(urls: list[str]) -> Server:
+def _first_live(urls: list[str | Server]) -> Server:
     errors = []
+    if not urls:
+        raise ServerUnreachable("no server to ask for /object_info (with --dry-run and --ray: give --object-info)")
     for u in urls:
-        srv = Server(u)
+        srv = u if isinstance(u, Server) else Server(u)
         try:
             srv.probe()
             return srv
@@ -128,7 +154,7 @@ def _first_live(urls: list[str]) -> Server:
     raise ServerUnreachable("; ".join(errors) + ". Is ComfyUI running there (python main.py --listen ... --port ...)?")
 
 
-def prepare(args: argparse.Namespace, servers: list[str]):
+def prepare(args: argparse.Namespace, servers: list[str | Server]):
     data = load_workflow(args.workflow)
     sets = [parse_set(s) for s in args.sets]
     sweeps = [parse_sweep(s) for s in args.sweeps]
@@ -154,7 +180,7 @@ def prepare(args: argparse.Namespace, servers: list[str]):
             nid = resolve_node(prompt, t.node)
             if t.input not in prompt[nid].get("inputs", {}):
                 classes.add(prompt[nid]["class_type"])
-        if classes and object_info is None and not args.dry_run:
+        if classes and object_info is None and (args.server or not args.dry_run):  # a dry run asks only a given server
             srv = _first_live(servers)
             object_info = {}
             for cls in sorted(classes):
@@ -195,6 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         return estimate_main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
+    if args.ray is not None and args.server:
+        _err("--ray and --server exclude each other (Ray starts its own ComfyUI servers)")
+        return EXIT_USAGE
+    if args.ray is None and (args.ray_cpu_workers or args.comfyui or args.comfyui_python or args.comfyui_args
+                             or args.ray_test_checkpoint):
+        _err("--comfyui, --comfyui-python, --comfyui-arg, --ray-cpu-workers and --ray-test-checkpoint need --ray")
+        return EXIT_USAGE
+    if args.ray_cpu_workers < 0 or args.ray_max_restarts < 0:
+        _err("--ray-cpu-workers and --ray-max-restarts must be >= 0")
+        return EXIT_USAGE
     servers = [normalize_url(s) for s in (args.server or [DEFAULT_SERVER])]
     # `kill` (SIGTERM) cancels as cleanly as Ctrl-C
     previous = signal.getsignal(signal.SIGTERM)
@@ -221,6 +257,36 @@ def _outputs_note(out_dir: Path, manifest: Path) -> str:
 
 
 def _main(args: argparse.Namespace, servers: list[str]) -> int:
+    if args.ray is None:
+        return _run(args, servers)
+    from .ray_cluster import RayCluster
+
+    sigterm_is_ours = signal.getsignal(signal.SIGTERM) is _raise_interrupt
+
+    cluster = RayCluster(args.ray, cpu_workers=args.ray_cpu_workers, comfyui=args.comfyui,
+                         python=args.comfyui_python, comfyui_args=args.comfyui_args,
+                         test_checkpoint=args.ray_test_checkpoint, max_restarts=args.ray_max_restarts,
+                         log=lambda text: print(text, file=sys.stderr, flush=True))
+    if args.dry_run:
+        return _run(args, [])
+    try:
+        try:
+            ray_servers = cluster.start()
+            # ray.init installs its own SIGTERM handler: `kill` cancels like Ctrl-C again
+            if signal.getsignal(signal.SIGTERM) is not _raise_interrupt and sigterm_is_ours:
+                signal.signal(signal.SIGTERM, _raise_interrupt)
+        except ServerUnreachable as exc:
+            _err(str(exc))
+            return EXIT_UNREACHABLE
+        except ClientError as exc:
+            _err(str(exc))
+            return EXIT_USAGE
+        return _run(args, ray_servers, {"ray": {"address": args.ray, "actors": cluster.describe()}})
+    finally:
+        cluster.shutdown(log_dir=Path(args.out) / "ray_logs")
+
+
+def _run(args: argparse.Namespace, servers: list, run_info: dict | None = None) -> int:
     try:
         _, jobs = prepare(args, servers)
     except ServerUnreachable as exc:
@@ -243,7 +309,7 @@ def _main(args: argparse.Namespace, servers: list[str]) -> int:
         keep_going=args.keep_going,
         progress=not args.no_progress,
         download_types=("output", "temp") if args.download_temp else ("output",),
-        run_info={"argv": args.argv, "workflow": args.workflow},
+        run_info={"argv": args.argv, "workflow": args.workflow, **(run_info or {})},
     )
     res = runner.run(jobs)
     summary = (f"{res.done} done, {res.failed} failed, {res.skipped} already done, {res.cancelled} cancelled, "

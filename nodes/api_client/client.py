@@ -333,6 +333,21 @@ class Server:
     def probe(self, timeout: float = 5.0) -> dict:
         return self.request("GET", "/prompt", timeout=timeout)
 
+    def read_events(self, events: queue.Queue, stop: threading.Event) -> None:
+        """Feed ``("ws" | "ws_open" | "ws_closed", self, message)`` into ``events`` until ``stop`` or death."""
+        _ws_reader(self, events, stop)
+
+    # A server given by URL that stops answering stays dead for the rest of the run (its prompts were requeued
+    # elsewhere, and a server that only paused could still run them). A server whose restart is managed for us
+    # (a Ray actor: ``ray_cluster.RayServer``) comes back as a fresh ComfyUI with an empty queue.
+    def may_return(self) -> bool:
+        """True while a dead server can still come back (restarts left)."""
+        return False
+
+    def comeback(self) -> bool:
+        """Non-blocking: True once a dead server answers again (then it gets prompts again)."""
+        return False
+
 
 def _ws_reader(server: Server, events: queue.Queue, stop: threading.Event) -> None:
     import websocket  # websocket-client
@@ -388,7 +403,7 @@ class RunResult:
 class BatchRunner:
     def __init__(
         self,
-        servers: list[str],
+        servers: list[str | Server],
         out_dir: str | os.PathLike,
         manifest: str | os.PathLike | None = None,
         max_in_flight: int = 2,
@@ -401,15 +416,16 @@ class BatchRunner:
         on_event: Callable[[str, dict], None] | None = None,
         log: Callable[[str], None] | None = None,
         run_info: dict | None = None,
+        return_wait: float = 900.0,
     ) -> None:
         if not servers:
             raise ClientError("no server given")
-        urls = []
+        self.servers: list[Server] = []
         for s in servers:
-            u = normalize_url(s)
-            if u not in urls:
-                urls.append(u)
-        self.servers = [Server(u) for u in urls]
+            # a URL, or a Server object (a Ray actor's ComfyUI: ray_cluster.RayServer)
+            srv = s if isinstance(s, Server) else Server(normalize_url(s))
+            if srv.url not in {x.url for x in self.servers}:
+                self.servers.append(srv)
         self.out_dir = Path(out_dir)
         self.manifest = Manifest(manifest or self.out_dir / "manifest.jsonl")
         self.max_in_flight = max(1, int(max_in_flight))
@@ -419,6 +435,9 @@ class BatchRunner:
         self.poll_interval = poll_interval
         self.download_types = download_types
         self.dead_after = dead_after
+        # with every server dead but some able to come back (Ray restarting an actor): wait this long for one
+        self.return_wait = float(return_wait)
+        self._all_down_since: float | None = None
         self.on_event = on_event
         self._log = log
         self.run_info = run_info or {}
@@ -518,10 +537,7 @@ class BatchRunner:
             **self.run_info,
         })
         for srv in live:
-            t = threading.Thread(target=_ws_reader, args=(srv, self.events, self._stop), daemon=True,
-                                 name=f"ws-{srv.url}")
-            t.start()
-            self._threads.append(t)
+            self._start_reader(srv)
         for srv in live:
             srv.ws_connected.wait(10.0)
 
@@ -587,14 +603,43 @@ class BatchRunner:
     def _live(self) -> list[Server]:
         return [s for s in self.servers if s.alive]
 
+    def _start_reader(self, srv: Server) -> None:
+        t = threading.Thread(target=srv.read_events, args=(self.events, self._stop), daemon=True,
+                             name=f"events-{srv.url}")
+        t.start()
+        self._threads.append(t)
+
+    def _revive(self) -> None:
+        """Dead servers that came back (a Ray actor restarted with a fresh ComfyUI) get prompts again."""
+        for srv in self.servers:
+            if srv.alive or not srv.may_return() or not srv.comeback():
+                continue
+            srv.alive, srv.last_error = True, ""
+            srv.ws_connected.clear()
+            self._start_reader(srv)
+            srv.ws_connected.wait(10.0)
+            self.log(f"server {srv.url} is back (restarted); it gets prompts again")
+
     def _loop(self, todo: collections.deque, counts: dict) -> int:
         failed_stop = False
         last_poll = time.time()
         while True:
             if self._stop_requested.is_set():
                 raise KeyboardInterrupt
+            self._revive()
             live = self._live()
             inflight = sum(len(s.inflight) for s in self.servers)
+            if live:
+                self._all_down_since = None
+            elif any(s.may_return() for s in self.servers):
+                # every server is down, but a restart is under way: wait for it (bounded by return_wait)
+                if self._all_down_since is None:
+                    self._all_down_since = time.time()
+                    self.log(f"every server is down; waiting up to {self.return_wait:.0f} s for one to be restarted")
+                if time.time() - self._all_down_since < self.return_wait:
+                    self._update_bar(counts)
+                    self._drain_events(counts, todo)
+                    continue
             if not live:
                 n_left = len(todo) + inflight
                 self.log(f"error: no ComfyUI server is reachable any more; {n_left} job(s) not finished "
@@ -618,17 +663,20 @@ class BatchRunner:
                 continue
             if not failed_stop:
                 self._fill(todo, counts)
-            try:
-                kind, srv, payload = self.events.get(timeout=0.25)
-                self._handle(kind, srv, payload, counts, todo)
-            except queue.Empty:
-                pass
+            self._drain_events(counts, todo)
             now = time.time()
             if now - last_poll >= self.poll_interval:
                 last_poll = now
                 self._poll(counts, todo)
             self._update_bar(counts)
         return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+    def _drain_events(self, counts: dict, todo: collections.deque) -> None:
+        try:
+            kind, srv, payload = self.events.get(timeout=0.25)
+            self._handle(kind, srv, payload, counts, todo)
+        except queue.Empty:
+            pass
 
     def _update_bar(self, counts: dict) -> None:
         if self._bar is None:
@@ -874,12 +922,14 @@ class BatchRunner:
         srv.last_error = reason
         stranded = list(srv.inflight.values())
         others = len(self._live())
+        restarting = any(s.may_return() for s in self.servers)
         self.log(f"server {srv.url} is gone ({reason}); "
                  + (f"requeueing its {len(stranded)} unfinished prompt(s) on the {others} other server(s)"
-                    if others else "no other server left"))
+                    if others else f"requeueing its {len(stranded)} unfinished prompt(s) for when it is restarted"
+                    if restarting else "no other server left"))
         for fl in reversed(stranded):
             srv.inflight.pop(fl.prompt_id, None)
-            if others:
+            if others or restarting:
                 self._record(fl.job, "requeued", prompt_id=fl.prompt_id, server=srv.url, reason=reason)
                 counts["requeued"] += 1
                 todo.appendleft(fl.job)

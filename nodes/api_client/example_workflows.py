@@ -142,7 +142,8 @@ def build_antithetic_vs_independent(object_info: dict) -> dict:
         "* **Group 4**: *Pair Diversity Metric* measures the antithetic pairs and, as reference, the same pairs of "
         "the independent batch. Pair correlation drops (negative is typical) and 1 - SSIM goes up. The Vendi score "
         "of the whole batch need not rise: a pair adds contrast inside the pair, not more independent draws. "
-        "The summary appears in the node after the run; the heatmap outlines the pairs.\n\n"
+        "The summary appears in the node after the run; its plot shows every pair as a dot (top left = the "
+        "two images differ more, grey = the independent pairs).\n\n"
         "Antithetic noise costs nothing extra. Jia et al., *Antithetic Noise in Diffusion Models*, ICLR 2026.",
         (0, -470), (900, 360))
     return g.to_json()

@@ -15,8 +15,16 @@ one ``done`` record, the prompts B had in flight were requeued and finished on A
 its death, A's own ``/history`` ran no job twice and only our prompts, A is still up, and every job's images are
 byte-identical to the single-server run. Reported: which server made what, how many were requeued.
 
+Phase 3 (Ray, where Ray is installed): the same N prompts with ``antithetic-queue --ray --ray-cpu-workers 2``: a
+local Ray cluster, two actors each starting its own ComfyUI; when half are done, the ComfyUI process of actor
+``comfy-1`` is SIGKILLed (its pid is in the manifest's run record) while it runs one of our prompts. Checked as in
+phase 2 (exit 0, every job exactly once, the prompts it held requeued and finished on another actor, nothing
+collected from the dead ComfyUI, images identical to phase 1); reported with the wall time per prompt for the whole
+command (it includes starting the cluster and the servers) and from the first prompt queued to the last collected.
+
 Writes ``OUT/soak.json``, ``OUT/soak.md``, the manifests and downloaded images (``OUT/phase1-single``,
-``OUT/phase2-failover``) and the server logs (``OUT/logs``); ``--readme docs/evidence.md`` rewrites the block
+``OUT/phase2-failover``, ``OUT/phase3-ray``) and the server logs (``OUT/logs``, ``OUT/phase3-ray/ray_logs``);
+``--readme docs/evidence.md`` rewrites the block
 ``soak-results``. ``--quick``: 6 prompts (the e2e test). Exit status 0 when every check passed, 1 when one failed,
 2 when ComfyUI is not available or the arguments are wrong.
 
@@ -189,6 +197,8 @@ class Monitor(threading.Thread):
         n_records, last_change = -1, time.time()
         while not self.stop_event.wait(self.interval):
             m = Manifest(self.manifest_path) if self.manifest_path.exists() else None
+            if m is not None:
+                self.discover(m)
             records = len(m.records) if m else 0
             done = len(m.done()) if m else 0
             now = time.time()
@@ -213,9 +223,14 @@ class Monitor(threading.Thread):
                 _thread.interrupt_main()
                 return
 
+    def discover(self, manifest: Manifest) -> None:
+        """Hook: servers that appear during the run (the Ray phase reads them from the run record)."""
+
     def _maybe_kill(self, done: int, now: float) -> None:
         name = self.kill_plan[0]
-        srv = self.servers[name]
+        srv = self.servers.get(name)
+        if srv is None:
+            return
         if self._kill_due is None:
             self._kill_due = now + self.kill_wait
         q = our_queue(srv.url)
@@ -244,6 +259,56 @@ class Monitor(threading.Thread):
 
 
 # ------------------------------------------------------------------------------------------ verification
+
+
+class ForeignProcess:
+    """A process that is not our child (a Ray actor's ComfyUI): pid, poll() and wait() like ``subprocess.Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+                gone = "\nState:\tZ" in Path(f"/proc/{self.pid}/status").read_text(encoding="ascii", errors="replace")
+            except ProcessLookupError:
+                gone = True
+            except OSError:
+                gone = False
+            if gone:
+                self.returncode = -9  # only we kill it, with SIGKILL (the actor reaps it, not us)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.time() + (timeout or 1e9)
+        while self.poll() is None:
+            if time.time() > deadline:
+                raise TimeoutError(f"pid {self.pid} still running")
+            time.sleep(0.05)
+        return self.returncode
+
+
+class ActorComfy:
+    """What the monitor needs of a Ray actor's ComfyUI on this machine: its loopback URL and process."""
+
+    def __init__(self, actor: dict) -> None:
+        self.label = actor["label"]
+        self.server = actor["server"]  # ray://comfy-N@NODE:PORT, as in the manifest
+        self.url = "http://127.0.0.1:" + actor["server"].rsplit(":", 1)[-1]
+        self.proc = ForeignProcess(int(actor["comfy_pid"]))
+
+
+class RayMonitor(Monitor):
+    """The monitor of the Ray phase: the actors' ComfyUI processes are read from the manifest's run record."""
+
+    def discover(self, manifest: Manifest) -> None:
+        if self.servers:
+            return
+        run = next((r for r in manifest.records if r.get("type") == "run" and r.get("ray")), None)
+        if run is not None:
+            self.servers.update({a["label"]: ActorComfy(a) for a in run["ray"]["actors"] if a.get("comfy_pid")})
 
 
 def check(checks: list[dict], name: str, ok: bool, detail: str = "") -> bool:
@@ -334,10 +399,11 @@ def server_alive(srv: Any, ours: set[str]) -> tuple[bool, str]:
 
 
 def _queue_argv(workflow: Path, servers: list[Any], out: Path, n: int, batch: int, steps: int,
-                progress: bool) -> list[str]:
+                progress: bool, target: list[str] | None = None) -> list[str]:
     argv = [str(workflow)]
     for srv in servers:
         argv += ["--server", srv.url]
+    argv += list(target or [])
     argv += ["--set", f"EmptyLatentImage.batch_size={batch}", "--set", f"BasicScheduler.steps={steps}",
              "--repeat", str(n), "--repeat-seed-stride", "1", "--max-in-flight", "2", "--out", str(out)]
     if not progress:
@@ -483,6 +549,77 @@ def phase_failover(ctx: dict, checks: list[dict], single: dict | None) -> dict:
             ctx["stop_server"](b, "killed")
 
 
+RAY_ACTORS = 2
+RAY_VICTIM = "comfy-1"
+
+
+def phase_ray(ctx: dict, checks: list[dict], single: dict | None) -> dict:
+    """The same N prompts through ``antithetic-queue --ray`` (a local Ray cluster, two CPU actors, each with its
+    own ComfyUI); the ComfyUI process of one actor is SIGKILLed when half are done. Ray restarts that actor."""
+    n = ctx["n"]
+    out = ctx["out"] / "phase3-ray"
+    shutil.rmtree(out, ignore_errors=True)
+    cenv = ctx["cenv"]
+    target = ["--ray", "--ray-cpu-workers", str(RAY_ACTORS), "--ray-test-checkpoint", "--comfyui",
+              str(cenv.comfy_path), "--comfyui-python", str(cenv.python)]
+    monitor = RayMonitor(out / "manifest.jsonl", {}, n, kill=(RAY_VICTIM, max(1, n // 2)), stall_s=ctx["stall_s"])
+    t_cmd = time.time()
+    rc, wall = _run_client(_queue_argv(ctx["workflow_path"], [], out, n, ctx["batch"], ctx["steps"],
+                                       ctx["progress"], target), monitor)
+    killed = monitor.killed
+    check(checks, "phase 3 (Ray): client exit status 0", rc == 0, f"exit status {rc}")
+    check(checks, "phase 3 (Ray): client did not hang", not monitor.stalled)
+    check(checks, "phase 3 (Ray): one actor's ComfyUI killed mid-run", killed is not None and killed["done_at_kill"] < n,
+          "not killed" if killed is None else f"killed after {killed['done_at_kill']}/{n}")
+    res = verify_manifest(out / "manifest.jsonl", out, n, ctx["images_per_job"], ctx["metric_node"], checks)
+    recs, done = res.pop("_records"), res["_done"]
+    m = Manifest(out / "manifest.jsonl")
+    run = next((r for r in reversed(m.records) if r.get("type") == "run" and r.get("ray")), {})
+    actors = {a["label"]: a for a in (run.get("ray") or {}).get("actors", [])}
+    victim = (actors.get(RAY_VICTIM) or {}).get("server")
+    by_pid = {r["prompt_id"]: r["job"] for r in recs if r["status"] == "queued" and r.get("prompt_id")}
+    requeued = [r for r in recs if r["status"] == "requeued"]
+    lost = [pid for pid in (killed or {}).get("running", []) + (killed or {}).get("pending", []) if pid in by_pid]
+    not_requeued = [pid for pid in lost if pid not in {r.get("prompt_id") for r in requeued}
+                    and done.get(by_pid[pid], {}).get("prompt_id") != pid]
+    check(checks, "phase 3 (Ray): the prompts of the killed ComfyUI were requeued", not not_requeued,
+          f"{len(not_requeued)} of {len(lost)} not requeued")
+    wrong = [r["index"] for r in requeued if done.get(r["job"], {}).get("server") == victim]
+    check(checks, "phase 3 (Ray): every requeued job finished on another actor (or the restarted one)", not wrong,
+          f"jobs {wrong[:10]}")
+    late = [r["index"] for r in done.values() if killed and r["server"] == victim and r["finished_at"] > killed["time"]]
+    check(checks, "phase 3 (Ray): nothing collected from the killed ComfyUI after its death", not late,
+          f"jobs {late[:10]}")
+    same = None
+    if single is not None:
+        same = sum(1 for k, r in done.items() if k in single["_done"]
+                   and sorted(f["sha256"] for f in r["files"] if f["type"] == "output")
+                   == sorted(f["sha256"] for f in single["_done"][k]["files"] if f["type"] == "output"))
+        check(checks, "phase 3 (Ray): every job's images identical to the single-server run", same == n,
+              f"{same} of {n} identical")
+    # who made what: the first incarnation of each actor, and the victim after Ray restarted it (a new port)
+    by_role = {"survivor": 0, "killed": 0, "restarted": 0}
+    for r in done.values():
+        if r["server"] == victim:
+            by_role["killed"] += 1
+        elif r["server"].startswith(f"ray://{RAY_VICTIM}@"):
+            by_role["restarted"] += 1
+        else:
+            by_role["survivor"] += 1
+    finished = [r["finished_at"] for r in done.values() if r.get("finished_at")]
+    batch_wall = (max(finished) - run["time"]) if finished and run.get("time") else None
+    res.update({
+        "exit_code": rc, "wall_s": round(wall, 2), "throughput_s_per_prompt": round(wall / n, 3),
+        "startup_s": round(run["time"] - t_cmd, 1) if run.get("time") else None,
+        "batch_wall_s": round(batch_wall, 2) if batch_wall else None,
+        "batch_s_per_prompt": round(batch_wall / n, 3) if batch_wall else None,
+        "actors": list(actors.values()), "killed": killed, "killed_server": victim, "done_by_role": by_role,
+        "requeued_jobs": sorted(r["index"] for r in requeued), "requeued_done_elsewhere": len(requeued) - len(wrong),
+        "identical_to_single": same,
+    })
+    return res
+
+
 # ---------------------------------------------------------------------------------------------- reports
 
 
@@ -493,7 +630,7 @@ def _fmt_s(s: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    p1, p2 = result.get("phase1"), result.get("phase2")
+    p1, p2, p3 = result.get("phase1"), result.get("phase2"), result.get("phase3")
     env = result["environment"]
     lines = [
         f"`{result['command']}` — {result['prompts']} prompts per phase, {result['finished']}, "
@@ -539,6 +676,29 @@ def markdown(result: dict) -> str:
             f"| wall time, whole batch | {p2['wall_s']:.1f} s = {p2['throughput_s_per_prompt']:.2f} s per prompt |",
             "",
         ]
+    if p3:
+        k = p3.get("killed") or {}
+        one = f"; one server: {p1['throughput_s_per_prompt']:.2f} s" if p1 else ""
+        lines += [
+            f"| Ray: `antithetic-queue --ray --ray-cpu-workers {RAY_ACTORS}` (local cluster, {RAY_ACTORS} actors), "
+            "one actor's ComfyUI killed (SIGKILL) halfway | |",
+            "|---|---|",
+            f"| killed after | {k.get('done_at_kill', 'n/a')} of {result['prompts']} prompts done, while running "
+            f"{len(k.get('running', []))} and holding {len(k.get('pending', []))} more of ours |",
+            f"| prompts done / failed / done twice | {p3['done']} / {p3['failed']} / {p3['duplicates']} |",
+            f"| made by the other actor / the killed one before / after Ray restarted it | "
+            f"{p3['done_by_role']['survivor']} / {p3['done_by_role']['killed']} / {p3['done_by_role']['restarted']} |",
+            f"| requeued after the kill, then done on another actor | {len(p3['requeued_jobs'])}, "
+            f"{p3['requeued_done_elsewhere']} |",
+            f"| images identical to the one-server run | {p3['identical_to_single']} of {result['prompts']} jobs |",
+            f"| wall time per prompt, whole command (cluster and {RAY_ACTORS} ComfyUI start {p3['startup_s']} s) | "
+            f"{p3['throughput_s_per_prompt']:.2f} s{one} |",
+            "| wall time per prompt, first queued → last collected | "
+            + (f"{p3['batch_s_per_prompt']:.2f} s |" if p3.get("batch_s_per_prompt") else "n/a |"),
+            "",
+        ]
+    elif result.get("ray_skipped"):
+        lines += [f"Ray phase not run: {result['ray_skipped']}", ""]
     failed = [c for c in result["checks"] if not c["ok"]]
     if failed:
         lines.append("Failed checks: " + "; ".join(f"{c['check']} ({c['detail']})" for c in failed))
@@ -570,7 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=2, help="sampler steps (default 2)")
     ap.add_argument("--out", type=Path, default=Path("bench_out/soak"), help="output folder (default bench_out/soak)")
     ap.add_argument("--readme", type=Path, help="rewrite the soak-results block of this README")
-    ap.add_argument("--phase", choices=["both", "single", "failover"], default="both", help="which phase(s) to run")
+    ap.add_argument("--phase", choices=["all", "both", "single", "failover", "ray"], default="all",
+                    help="which phase(s) to run: all (default; the Ray phase only where Ray is installed), both "
+                    "(single and failover), or one")
     ap.add_argument("--stall", type=float, default=300.0,
                     help="seconds without a new manifest record after which the client counts as hung (default 300)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -595,6 +757,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --readme {args.readme} has no <!-- BEGIN:soak-results --> ... <!-- END:soak-results --> "
                   "block to rewrite", file=sys.stderr)
             return 2
+    ray_missing = None
+    if args.phase in ("all", "ray"):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            ray_missing = "Ray is not installed (pip install 'antithetic-sampling[ray]')"
+            if args.phase == "ray":
+                print(f"error: --phase ray: {ray_missing}", file=sys.stderr)
+                return 2
     t_start = time.perf_counter()
     try:
         load_at_start = round(os.getloadavg()[0], 2)
@@ -634,18 +805,24 @@ def main(argv: list[str] | None = None) -> int:
         if srv.log_path.exists():
             shutil.copyfile(srv.log_path, logs / f"{name}.log")
 
-    ctx = {"n": n, "out": args.out, "workflow_path": workflow_path, "batch": args.batch,
+    ctx = {"n": n, "out": args.out, "workflow_path": workflow_path, "batch": args.batch, "cenv": cenv,
            "steps": args.steps, "progress": not args.no_progress, "images_per_job": expected_images(graph, args.batch),
            "metric_node": metric_node, "stall_s": args.stall, "start_server": start_server, "stop_server": stop_server}
     checks: list[dict] = []
-    single = failover = None
+    single = failover = on_ray = None
     try:
-        if args.phase in ("both", "single"):
+        if args.phase in ("all", "both", "single"):
             _say(f"soak: phase 1: {n} prompts on one server")
             single = phase_single(ctx, checks)
-        if args.phase in ("both", "failover"):
+        if args.phase in ("all", "both", "failover"):
             _say(f"soak: phase 2: {n} prompts on two servers, one killed halfway")
             failover = phase_failover(ctx, checks, single)
+        if args.phase in ("all", "ray"):
+            if ray_missing is None:
+                _say(f"soak: phase 3: {n} prompts on a local Ray cluster, {RAY_ACTORS} actors, one killed halfway")
+                on_ray = phase_ray(ctx, checks, single)
+            else:
+                _say(f"soak: Ray phase not run: {ray_missing}")
     except SoakError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -663,7 +840,8 @@ def main(argv: list[str] | None = None) -> int:
                         "comfyui_version": sys_stats.get("comfyui_version") or cenv.version,
                         "pytorch_version": sys_stats.get("pytorch_version"),
                         "checkpoint_generated_s": round(ckpt_s, 1), "load_average_at_start": load_at_start},
-        "phase1": _public(single), "phase2": _public(failover),
+        "phase1": _public(single), "phase2": _public(failover), "phase3": _public(on_ray),
+        "ray_skipped": ray_missing if args.phase in ("all", "ray") else None,
         "checks": checks, "passed": sum(c["ok"] for c in checks),
         "ok": bool(checks) and all(c["ok"] for c in checks),
         "seconds": round(time.perf_counter() - t_start, 1),

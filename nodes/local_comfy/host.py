@@ -6,9 +6,12 @@ Used by the e2e fixture ``comfy_server`` (``tests/conftest.py``), ``antithetic-s
 What it does
 ------------
 * Finds ComfyUI at ``$COMFYUI_PATH`` or ``~/comfy/ComfyUI`` and its Python at ``$COMFYUI_PYTHON`` or the
-  Python running the tests. A short subprocess checks that this Python imports ComfyUI's key dependencies;
-  anything missing raises :class:`ComfyUnavailable` (the fixture turns that into ``pytest.skip`` with the
-  reason), so the suite never fails only because ComfyUI is absent.
+  Python running the tests. The preflight reads the checkout's own ``requirements.txt``: a short subprocess in
+  that Python checks each distribution (installed, version, the modules it provides, located with find_spec);
+  one that ComfyUI's start-up imports unconditionally (followed statically from ``main.py``) and that is
+  missing raises :class:`ComfyUnavailable` (the fixture turns that into ``pytest.skip`` with the reason), so
+  the suite never fails only because ComfyUI is absent; the rest become notes. ``main.py --help`` says which
+  server flags the checkout accepts (``--offline`` or the older ``--disable-api-nodes``, ``--database-url``).
 * If ``import torchvision`` fails in that Python, ``nodes/local_comfy/_stubs`` (an importable stand-in that raises on use)
   is prepended to the server's ``PYTHONPATH``: ComfyUI imports torchvision while starting, SD1.x txt2img
   never calls it.
@@ -19,9 +22,13 @@ What it does
   1, biases 0, others N(0, 1/fan_in)); UNet/VAE fp16, CLIP float8_e4m3fn by default (upcast on load).
   Cache: ``$ANTITHETIC_SAMPLING_CACHE`` or ``~/.cache/antithetic-sampling``; run
   ``python nodes/local_comfy/host.py make-checkpoint OUT.safetensors`` with ComfyUI on ``sys.path`` to build one.
+* :func:`ensure_frontend` installs an exact ``comfyui-frontend-package`` version (``pip --target``, no
+  dependencies) into the cache, for ``main.py --front-end-root`` (the browser test's newest-frontend cells).
 * :class:`ComfyServer` starts ``main.py --cpu`` on a free 127.0.0.1 port with its own ``--base-directory``
   (the pack symlinked as ``custom_nodes/antithetic-sampling``, the checkpoint linked into
   ``models/checkpoints``), ``OMP_NUM_THREADS=1``, log in ``<base>/comfyui.log``; HTTP via stdlib ``urllib``.
+  ``cpu=False`` runs on the GPU(s) the process sees; ``checkout_folders=True`` uses the checkout's own models and
+  custom nodes (the Ray actors of ``antithetic-queue --ray``) with a private output/temp folder.
 
 Only the standard library is imported at module level (PIL lazily in :meth:`ComfyServer.fetch_image`,
 torch/comfy only inside the checkpoint generator, which runs in the ComfyUI subprocess).
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -57,32 +65,23 @@ CHECKPOINT_NAME = "tiny_sd15.safetensors"
 # Bump when the generated checkpoint's content changes (part of the cache file name).
 GENERATOR_VERSION = 1
 
-# What ComfyUI imports while it starts (requirements.txt minus torchvision/torchaudio and the optional extras).
-# Module name -> pip distribution, for the skip message.
-REQUIRED_MODULES: dict[str, str] = {
-    "torch": "torch",
-    "torchsde": "torchsde",
-    "numpy": "numpy",
-    "einops": "einops",
-    "transformers": "transformers",
-    "tokenizers": "tokenizers",
-    "sentencepiece": "sentencepiece",
-    "safetensors": "safetensors",
-    "aiohttp": "aiohttp",
-    "yarl": "yarl",
-    "yaml": "pyyaml",
-    "PIL": "Pillow",
-    "scipy": "scipy",
-    "tqdm": "tqdm",
-    "psutil": "psutil",
-    "av": "av",
-    "alembic": "alembic",
-    "sqlalchemy": "SQLAlchemy",
-    "comfyui_frontend_package": "comfyui-frontend-package",
-    # this pack's own requirements.txt beyond ComfyUI's (the node plots)
-    "matplotlib": "matplotlib",
+# Distributions whose import name differs from the normalised distribution name, for a requirement that is not
+# installed (an installed one names its modules itself: importlib.metadata's top_level.txt / RECORD).
+IMPORT_NAME_ALIASES: dict[str, tuple[str, ...]] = {
+    "pyyaml": ("yaml",),
+    "pillow": ("PIL",),
+    "opencv-python": ("cv2",),
+    "opencv-python-headless": ("cv2",),
+    "scikit-image": ("skimage",),
+    "scikit-learn": ("sklearn",),
+    "pydantic-settings": ("pydantic_settings",),
+    "protobuf": ("google.protobuf",),
+    "beautifulsoup4": ("bs4",),
 }
-
+# Requirements the launcher can do without: a stand-in it provides itself (see STUBS_DIR).
+STAND_INS = {"torchvision": "nodes/local_comfy/_stubs stands in (SD1.x txt2img never calls it)"}
+# The modules ComfyUI's own start-up imports, statically: main.py and what it imports of the checkout.
+STARTUP_ENTRY_POINTS = ("main.py",)
 # Log lines that mean a custom node (ours) failed to load.
 IMPORT_FAILURE_PATTERNS = ("IMPORT FAILED", "Cannot import")
 
@@ -113,6 +112,11 @@ class ComfyEnv:
     env: dict[str, str] = field(default_factory=dict)
     probe_seconds: float = 0.0
     torchvision_note: str = ""
+    # requirements.txt lines that are missing, optional or at another version, with what that means
+    requirement_notes: list[str] = field(default_factory=list)
+    # long options `main.py --help` lists, and the optional ones the server is started with
+    server_flags: list[str] = field(default_factory=list)
+    launch_flags: list[str] = field(default_factory=list)
 
 
 def comfy_path() -> pathlib.Path:
@@ -145,31 +149,287 @@ def base_env(needs_stub: bool) -> dict[str, str]:
     return env
 
 
-# Runs in the ComfyUI python. Required modules are only located (find_spec: importing torch, transformers,
-# av ... costs seconds and the server imports them anyway); torchvision is imported for real when present,
-# because a torchvision built for another torch is installed but fails on import.
+# ------------------------------------------------------------------------------------------ requirements
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One line of a ``requirements.txt``: distribution name, version specifier, and whether ComfyUI lists it
+    among its essential dependencies (lines above a "non essential" / "optional" comment)."""
+
+    name: str
+    specifier: str
+    essential: bool
+    line: str
+    # a line of this pack's own requirements.txt: the pack's nodes import it, so it must be importable
+    pack: bool = False
+
+
+_REQ_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*([^;#]*)")
+
+
+def normalize_dist(name: str) -> str:
+    """PEP 503 name: lowercase, runs of ``-_.`` become ``-``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_requirements(text: str) -> list[Requirement]:
+    """The requirements of a ComfyUI ``requirements.txt`` (options, URLs, ``-r`` includes and markers skipped).
+
+    ComfyUI separates what it needs from extras with a comment (``#non essential dependencies:``); everything
+    after a comment that says "non essential" or "optional" counts as not essential.
+    """
+    out: list[Requirement] = []
+    essential = True
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            low = line.lower()
+            if "non essential" in low or "non-essential" in low or "optional" in low:
+                essential = False
+            continue
+        if line.startswith("-") or "://" in line or line.startswith((".", "/")):
+            continue
+        m = _REQ_LINE.match(line)
+        if m:
+            out.append(Requirement(m.group(1), m.group(3).strip(), essential, line))
+    return out
+
+
+def _guarded_imports(tree) -> set[int]:
+    """ids of Import/ImportFrom nodes inside a try: block (ComfyUI guards optional imports that way)."""
+    import ast
+
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try):
+            for stmt in node.body:
+                for sub in ast.walk(stmt):
+                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                        guarded.add(id(sub))
+    return guarded
+
+
+def startup_imports(checkout: pathlib.Path) -> set[str]:
+    """Top-level names of the third-party modules ComfyUI's start-up imports unconditionally.
+
+    Follows the checkout's own modules from ``main.py`` (module-level and function-level imports: main.py runs
+    its functions while starting) and collects the external modules imported at module level outside ``try:``
+    blocks. Built-in node modules (``comfy_extras``) and custom nodes are loaded by file later, and a failure
+    there only disables those nodes, so they are not followed.
+    """
+    import ast
+
+    def local_path(mod: str) -> pathlib.Path | None:
+        parts = mod.split(".")
+        for cand in (checkout.joinpath(*parts).with_suffix(".py"), checkout.joinpath(*parts, "__init__.py")):
+            if cand.is_file():
+                return cand
+        return None
+
+    external: set[str] = set()
+    seen: set[pathlib.Path] = set()
+    todo = [checkout / e for e in STARTUP_ENTRY_POINTS]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+        except SyntaxError:
+            continue
+        guarded = _guarded_imports(tree)
+        module_level = {id(n) for n in tree.body}
+        for stmt in tree.body:  # imports nested in module-level if/with blocks count as module level too
+            if isinstance(stmt, (ast.If, ast.With)):
+                module_level.update(id(n) for n in ast.walk(stmt))
+        pkg_parts = path.relative_to(checkout).parent.parts
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: resolve inside the checkout
+                    base = pkg_parts[: len(pkg_parts) - node.level + 1]
+                    mod = ".".join([*base, node.module] if node.module else base)
+                    names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+                else:
+                    names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                if not name:
+                    continue
+                local = local_path(name)
+                if local is not None:
+                    if node.__class__.__name__ == "Import" or id(node) not in guarded:
+                        if not name.startswith("comfy_extras") and not name.startswith("custom_nodes"):
+                            todo.append(local)
+                elif id(node) in module_level and id(node) not in guarded and not getattr(node, "level", 0):
+                    top = name.split(".")[0]
+                    if not ((checkout / top).is_dir() or (checkout / f"{top}.py").is_file()):
+                        external.add(top)
+    return external
+
+
+# Runs in the ComfyUI python with the checkout's requirements (JSON on argv[1]): for each distribution, is it
+# installed, at a version the checkout accepts, and which modules does it provide (metadata, else a guess)?
+# Modules are only located (find_spec): importing torch, transformers, av ... costs seconds. torchvision is
+# imported for real when present, because a torchvision built for another torch is installed but fails on import.
 _PROBE = r"""
-import importlib, importlib.util, json, sys
-mods = sys.argv[1].split(",")
-out = {"torchvision": False, "torchvision_error": "not installed", "missing": {}}
+import importlib, importlib.metadata as md, importlib.util, json, re, sys
+reqs = json.loads(sys.argv[1])
+try:
+    from packaging.specifiers import SpecifierSet
+except Exception:
+    SpecifierSet = None
+out = {"torchvision": False, "torchvision_error": "not installed", "dists": {}}
 if importlib.util.find_spec("torchvision") is not None:
     try:
         import torchvision  # noqa: F401
         out["torchvision"], out["torchvision_error"] = True, ""
     except Exception as e:
         out["torchvision_error"] = f"{type(e).__name__}: {e}"
-for m in mods:
+def provided(dist):
+    top = dist.read_text("top_level.txt")
+    if top:  # one entry a line, sometimes a path inside the package ("pkg/sub")
+        return sorted({t.strip().split("/")[0] for t in top.split() if t.strip() and not t.startswith("_")})
+    mods = set()
+    for f in dist.files or []:
+        p = str(f)
+        if p.endswith(".py") or p.endswith(".so") or "/__init__." in p:
+            head = p.split("/")[0]
+            if head.endswith(".py"):
+                head = head[:-3]
+            if ".dist-info" not in head and ".data" not in head and not head.startswith("_") and head != "..":
+                mods.add(head.split(".")[0])
+    return sorted(mods)
+for r in reqs:
+    name, spec, guesses = r["name"], r["specifier"], r["guesses"]
+    info = {"installed": None, "version_ok": True, "modules": [], "missing_modules": []}
     try:
-        if importlib.util.find_spec(m) is None:
-            out["missing"][m] = "not installed"
-    except Exception as e:
-        out["missing"][m] = f"{type(e).__name__}: {e}"
+        dist = md.distribution(name)
+        info["installed"] = dist.version
+        info["modules"] = provided(dist) or guesses
+        if spec and SpecifierSet is not None:
+            try:
+                info["version_ok"] = SpecifierSet(spec).contains(dist.version, prereleases=True)
+            except Exception:
+                pass
+    except md.PackageNotFoundError:
+        info["modules"] = guesses
+    for m in info["modules"]:
+        try:
+            if importlib.util.find_spec(m) is None:
+                info["missing_modules"].append(m)
+        except Exception as e:
+            info["missing_modules"].append(f"{m} ({type(e).__name__}: {e})")
+    out["dists"][name] = info
 print("@@PROBE@@" + json.dumps(out))
 """
 
 
+def module_guesses(dist_name: str) -> list[str]:
+    """Import names of a distribution that is not installed (an installed one is asked instead)."""
+    norm = normalize_dist(dist_name)
+    if norm in IMPORT_NAME_ALIASES:
+        return list(IMPORT_NAME_ALIASES[norm])
+    return [norm.replace("-", "_")]
+
+
+@dataclass
+class RequirementCheck:
+    """What the preflight found for one requirement (``blocking``: the server cannot start without it)."""
+
+    requirement: Requirement
+    installed: str | None
+    version_ok: bool
+    modules: list[str]
+    missing_modules: list[str]
+    blocking: bool
+    note: str
+
+
+def check_requirements(reqs: list[Requirement], probe: dict, startup: set[str]) -> list[RequirementCheck]:
+    """Classify each requirement from the probe's answer.
+
+    Blocking: an essential requirement that is not importable and that ComfyUI's start-up imports
+    unconditionally (``startup``), unless the launcher has a stand-in for it. A wrong version, a missing
+    optional requirement, or one only imported by optional code (audio, video, upscale nodes ...) is a note.
+    """
+    checks = []
+    for r in reqs:
+        info = probe["dists"].get(r.name, {})
+        installed = info.get("installed")
+        missing = list(info.get("missing_modules", []))
+        modules = list(info.get("modules", []))
+        importable = installed is not None and not missing
+        needed_at_start = any(m.split(".")[0] in startup for m in modules)
+        norm = normalize_dist(r.name)
+        note = ""
+        blocking = False
+        if norm == "torchvision" and not probe.get("torchvision"):
+            note = STAND_INS["torchvision"]
+        elif not importable:
+            what = "not installed" if installed is None else f"cannot locate {', '.join(missing)}"
+            if r.pack:
+                blocking = True
+                note = f"{what}; this pack's nodes import it (pip install -r {ROOT / 'requirements.txt'} into that python)"
+            elif r.essential and needed_at_start:
+                blocking = True
+                note = what
+            elif r.essential:
+                note = f"{what}; not imported while ComfyUI starts (only optional nodes use it)"
+            else:
+                note = f"{what}; listed as non-essential"
+        elif not info.get("version_ok", True):
+            note = f"installed {installed} does not satisfy {r.specifier} (ComfyUI starts anyway; results may differ)"
+        checks.append(RequirementCheck(r, installed, info.get("version_ok", True), modules, missing, blocking, note))
+    return checks
+
+
+# ------------------------------------------------------------------------------------------ server flags
+
+
+def server_flags(python: str, checkout: pathlib.Path, env: dict[str, str], timeout: float = 120.0) -> set[str]:
+    """The long options ``main.py --help`` lists (:class:`ComfyUnavailable` when it does not run)."""
+    try:
+        proc = subprocess.run(
+            [python, "main.py", "--help"], cwd=str(checkout), env=env, capture_output=True, text=True, timeout=timeout
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ComfyUnavailable(f"`main.py --help` of {checkout} did not run: {e}") from e
+    if proc.returncode != 0:
+        raise ComfyUnavailable(f"`main.py --help` of {checkout} failed (rc={proc.returncode}): {proc.stderr[-800:]}")
+    return set(re.findall(r"(?<![\w-])(--[a-z0-9][a-z0-9_-]*)", proc.stdout))
+
+
+def launch_flags(flags: set[str]) -> list[str]:
+    """The optional server flags this launcher wants, as far as the checkout supports them.
+
+    * paid API nodes off (they need the network; skipping them saves start time): ``--disable-api-nodes`` in
+      older cores; newer ones deprecate it for ``--offline``, which is preferred when listed;
+    * the database in memory (``--database-url``, where a database exists): the default sqlite file lives inside
+      the checkout, which stays untouched.
+    """
+    out: list[str] = []
+    if "--offline" in flags:
+        out.append("--offline")
+    elif "--disable-api-nodes" in flags:
+        out.append("--disable-api-nodes")
+    if "--database-url" in flags:
+        out += ["--database-url", "sqlite:///:memory:"]
+    return out
+
+
 def discover(timeout: float = 300.0) -> ComfyEnv:
-    """Locate ComfyUI and check its Python; raise :class:`ComfyUnavailable` with a precise reason otherwise."""
+    """Locate ComfyUI and check its Python; raise :class:`ComfyUnavailable` with a precise reason otherwise.
+
+    The checkout's own ``requirements.txt`` says what must be importable (see :func:`check_requirements`);
+    ``main.py --help`` says which server flags it accepts (see :func:`launch_flags`).
+    """
     path = comfy_path()
     where = "COMFYUI_PATH" if os.environ.get("COMFYUI_PATH") else "default ~/comfy/ComfyUI"
     if not (path / "main.py").is_file() or not (path / "comfy").is_dir():
@@ -182,8 +442,19 @@ def discover(timeout: float = 300.0) -> ComfyEnv:
         raise ComfyUnavailable(f"ComfyUI python {python!r} (COMFYUI_PYTHON) not found")
     t0 = time.perf_counter()
     try:
+        reqs = parse_requirements((path / "requirements.txt").read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ComfyUnavailable(f"ComfyUI at {path} has no readable requirements.txt: {e}") from e
+    # and what this pack's nodes import beyond ComfyUI (numpy, scipy, safetensors, matplotlib)
+    known = {normalize_dist(r.name) for r in reqs}
+    pack_file = ROOT / "requirements.txt"
+    if pack_file.is_file():
+        reqs += [dataclasses.replace(r, pack=True) for r in parse_requirements(pack_file.read_text(encoding="utf-8"))
+                 if normalize_dist(r.name) not in known]
+    payload = json.dumps([{"name": r.name, "specifier": r.specifier, "guesses": module_guesses(r.name)} for r in reqs])
+    try:
         proc = subprocess.run(
-            [python, "-c", _PROBE, ",".join(REQUIRED_MODULES)],
+            [python, "-c", _PROBE, payload],
             cwd=str(path),
             env=base_env(False),
             capture_output=True,
@@ -198,21 +469,33 @@ def discover(timeout: float = 300.0) -> ComfyEnv:
             f"dependency probe failed in {python!r} (rc={proc.returncode}): {proc.stderr.strip()[-800:]}"
         )
     probe = json.loads(line[len("@@PROBE@@") :])
-    if probe["missing"]:
-        details = "; ".join(f"{m} (pip: {REQUIRED_MODULES[m]}): {err}" for m, err in probe["missing"].items())
+    checks = check_requirements(reqs, probe, startup_imports(path))
+    blocking = [c for c in checks if c.blocking]
+    if blocking:
+        details = "; ".join(f"{c.requirement.line} ({c.note})" for c in blocking)
         raise ComfyUnavailable(
-            f"ComfyUI at {path} found, but its python {python} cannot import: {details}. "
-            f"Install ComfyUI's requirements.txt into that python or set COMFYUI_PYTHON"
+            f"ComfyUI at {path} found, but its python {python} lacks what ComfyUI needs to start: {details}. "
+            f"Install the checkout's requirements.txt into that python or set COMFYUI_PYTHON"
         )
     needs_stub = not probe["torchvision"]
+    env = base_env(needs_stub)
+    flags = server_flags(python, path, env)
+    if "--base-directory" not in flags or "--cpu" not in flags:
+        raise ComfyUnavailable(
+            f"ComfyUI at {path}: `main.py --help` does not list --base-directory and --cpu, which this launcher "
+            f"needs (too old a core?)"
+        )
     return ComfyEnv(
         torchvision_note=probe["torchvision_error"],
         comfy_path=path,
         python=python,
         version=comfy_version(path),
         needs_torchvision_stub=needs_stub,
-        env=base_env(needs_stub),
+        env=env,
         probe_seconds=time.perf_counter() - t0,
+        requirement_notes=[f"{c.requirement.line}: {c.note}" for c in checks if c.note],
+        server_flags=sorted(flags),
+        launch_flags=launch_flags(flags),
     )
 
 
@@ -255,6 +538,46 @@ def ensure_checkpoint(cenv: ComfyEnv, clip_dtype: str = "fp8", timeout: float = 
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return out, time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------ frontend package
+
+
+def ensure_frontend(version: str, python: str | None = None, timeout: float = 600.0) -> pathlib.Path:
+    """The ``static`` folder of ``comfyui-frontend-package==version``, installed once into the cache.
+
+    ``python -m pip install --no-deps --target <cache>/frontend/<version>``: the package is static files only
+    (no dependencies, so nothing can pull torch), kept apart from every environment. Serve it with
+    ``main.py --front-end-root <returned folder>``. Raises :class:`ComfyUnavailable` (a reason to skip) when pip
+    cannot fetch it, e.g. offline.
+    """
+    if not re.fullmatch(r"\d+(\.\d+)+", version):
+        raise ValueError(f"frontend version must be exact (like 1.58.1), not {version!r}")
+    target = cache_dir() / "frontend" / version
+    static = target / "comfyui_frontend_package" / "static"
+    if (static / "index.html").is_file():
+        return static
+    tmp = target.with_name(f".{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    cmd = [python or sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+           "--no-compile", "--target", str(tmp), f"comfyui-frontend-package=={version}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or not (tmp / "comfyui_frontend_package" / "static" / "index.html").is_file():
+            raise ComfyUnavailable(
+                f"could not install comfyui-frontend-package=={version} ({' '.join(cmd[:3])} rc={proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-600:]}"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (static / "index.html").is_file():  # not another session that won the race
+                raise
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ComfyUnavailable(f"could not install comfyui-frontend-package=={version}: {e}") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return static
 
 
 # The UNet that ComfyUI detects as SD15 (model_detection.py: model_channels 320, context 768, no linear
@@ -391,13 +714,21 @@ class ComfyServer:
         self,
         cenv: ComfyEnv,
         base_dir: str | os.PathLike,
-        checkpoint: str | os.PathLike,
+        checkpoint: str | os.PathLike | None,
         extra_args: list[str] | None = None,
+        cpu: bool = True,
+        checkout_folders: bool = False,
     ) -> None:
         self.env = cenv
         self.base_dir = pathlib.Path(base_dir)
-        self.checkpoint_path = pathlib.Path(checkpoint)
+        self.checkpoint_path = pathlib.Path(checkpoint) if checkpoint is not None else None
         self.extra_args = list(extra_args or [])
+        # cpu=False: the GPU(s) the process may see (CUDA_VISIBLE_DEVICES, set by Ray for a num_gpus=1 actor).
+        self.cpu = cpu
+        # checkout_folders=True: the checkout's own models/, custom_nodes/ (the pack installed there) and input/;
+        # only output/ and temp/ live in base_dir, so that servers sharing a checkout never overwrite each other's
+        # images. False (tests, soak): base_dir is the whole base directory, the pack symlinked, the checkpoint linked.
+        self.checkout_folders = checkout_folders
         self.port = 0
         self.url = ""
         self.proc: subprocess.Popen | None = None
@@ -410,13 +741,17 @@ class ComfyServer:
 
     # -- lifecycle
     def _prepare_base(self) -> None:
+        if self.checkout_folders:
+            for sub in ("output", "temp"):
+                (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+            return
         for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user"):
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         link = self.base_dir / "custom_nodes" / PACK_FOLDER
         if not link.exists():
             link.symlink_to(ROOT, target_is_directory=True)
         ckpt = self.base_dir / "models" / "checkpoints" / CHECKPOINT_NAME
-        if not ckpt.exists():
+        if self.checkpoint_path is not None and not ckpt.exists():
             try:
                 ckpt.symlink_to(self.checkpoint_path)
             except OSError:
@@ -427,22 +762,22 @@ class ComfyServer:
         self._prepare_base()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if self.checkout_folders:
+            folders = ["--output-directory", str(self.base_dir / "output"), "--temp-directory", str(self.base_dir / "temp")]
+        else:
+            folders = ["--base-directory", str(self.base_dir)]
         cmd = [
             self.env.python,
             "main.py",
-            "--cpu",
+            *(["--cpu"] if self.cpu else []),
             "--listen",
             "127.0.0.1",
             "--port",
             str(self.port),
             "--disable-auto-launch",
-            "--base-directory",
-            str(self.base_dir),
-            # The default sqlite file lives inside the ComfyUI checkout; keep that tree untouched.
-            "--database-url",
-            "sqlite:///:memory:",
-            # Paid API nodes need the network; not loading them saves start time.
-            "--disable-api-nodes",
+            *folders,
+            # what the checkout supports of: API nodes off, database in memory (see launch_flags)
+            *self.env.launch_flags,
             *self.extra_args,
         ]
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

@@ -2,8 +2,9 @@
 
 Every helper returns a :class:`matplotlib.figure.Figure` with a title that says what to look at, labelled axes
 (with units where there are any), a legend for every line or marker that needs one, and reference lines (the
-reference value of an estimate, σ̂/σ = 1, the guidance band). Sizes are in pixels at 100 dpi and fonts are set
-for the size at which ComfyUI shows an IMAGE in a node (about 400–600 px wide).
+reference value of an estimate, σ̂/σ = 1, the guidance band). Sizes are in pixels at 100 dpi. ComfyUI fits an
+IMAGE preview into its node (about 350 px wide at 100 % zoom), so a node plot is one landscape panel of about
+600 px with 13–14 pt text, which stays near 10 px on screen.
 
 :func:`render` turns a figure into an RGB array, :func:`to_image_tensor` one or more figures into a ComfyUI IMAGE
 tensor [1, H, W, 3] float32 0..1 (several panels side by side), :func:`save_png` writes a file.
@@ -18,8 +19,8 @@ from functools import wraps
 import numpy as np
 
 __all__ = [
-    "DPI", "PALETTE", "bar_chart", "forest_plot", "heatmap", "hstack", "image_grid", "interval_plot", "line_plot",
-    "noise_shift_plot", "render", "save_png", "to_image_tensor", "vstack",
+    "DPI", "PALETTE", "forest_plot", "hstack", "image_grid", "image_grids", "interval_plot", "line_plot",
+    "noise_shift_plot", "pair_scatter", "render", "save_png", "to_image_tensor", "vstack",
 ]
 
 DPI = 100
@@ -132,75 +133,6 @@ def _finite(values) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- plots
-
-
-@_styled
-def heatmap(matrix, title: str = "", vmin: float = -1.0, vmax: float = 1.0,
-            marks: Sequence[tuple[int, int]] | None = None, size: tuple[int, int] = (500, 470),
-            colorbar_label: str = "centered correlation", axis_label: str = "image index in the batch"):
-    """Heatmap of an [N, N] matrix (blue = negative, red = positive) with a labelled colour bar; ``marks`` outlines
-    chosen cells (e.g. the pairs) in black."""
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Rectangle
-
-    m = np.asarray(matrix, dtype=np.float64)
-    fig = _figure(size)
-    ax = fig.subplots()
-    ax.grid(False)
-    im = ax.imshow(np.ma.masked_invalid(m), cmap="coolwarm", vmin=vmin, vmax=vmax, interpolation="nearest")
-    cb = fig.colorbar(im, ax=ax, shrink=0.9)
-    cb.set_label(colorbar_label)
-    if marks:
-        # one collection, not one patch per cell: hundreds of pairs stay fast
-        cells = [Rectangle((cc - 0.5, rr - 0.5), 1, 1) for r, c in marks for rr, cc in ((r, c), (c, r))]
-        ax.add_collection(PatchCollection(cells, facecolor="none", edgecolor="black", linewidth=1.5))
-        ax.plot([], [], "s", mfc="none", mec="black", markersize=10, label="outlined: the pairs measured")
-        fig.legend(loc="outside lower center", fontsize=11)
-    n = m.shape[0]
-    ax.set_xticks(range(0, n, max(1, math.ceil(n / 8))))
-    ax.set_yticks(range(0, n, max(1, math.ceil(n / 8))))
-    ax.set_xlabel(axis_label)
-    ax.set_ylabel(axis_label)
-    ax.set_title(_wrap(title, size[0]))
-    return fig
-
-
-@_styled
-def bar_chart(values, title: str = "", labels: Sequence[str] | None = None, vmin: float | None = None,
-              vmax: float | None = None, color=PALETTE[0], reference: float | None = None,
-              reference_label: str = "reference batch mean", xlabel: str = "pair", ylabel: str = "",
-              hlines: Sequence[tuple[float, str]] = (), size: tuple[int, int] = (500, 380)):
-    """Vertical bars from 0; ``reference`` draws a dashed green line (with a legend entry); ``hlines`` adds grey
-    dotted guide lines [(y, label), ...]."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    fig = _figure(size)
-    ax = fig.subplots()
-    x = np.arange(len(v))
-    label = "per pair" if reference is not None else None
-    if len(v) <= 64:
-        ax.bar(x, np.nan_to_num(v), color=color, width=0.7, label=label)
-    else:  # hundreds of bars are unreadable and slow: one stem line per value instead
-        ax.vlines(x, 0, np.nan_to_num(v), color=color, linewidth=max(0.5, 300 / len(v)), label=label)
-    ax.axhline(0, color="#555555", linewidth=0.8)
-    for y, label in hlines:
-        ax.axhline(y, color="#444444", linestyle=":", linewidth=1.8, label=label)
-    if reference is not None and math.isfinite(reference):
-        ax.axhline(reference, color=REFERENCE, linestyle="--", linewidth=2, label=f"{reference_label} ({reference:.3g})")
-    if labels is not None and len(labels) == len(v):
-        step = max(1, math.ceil(len(v) / 12))
-        ax.set_xticks(x[::step], [str(s) for s in list(labels)[::step]], rotation=0 if len(v) <= 8 else 45)
-    fin = _finite(v)
-    lo = vmin if vmin is not None else min(0.0, float(fin.min()) if fin.size else 0.0)
-    hi = vmax if vmax is not None else max(0.0, float(fin.max()) if fin.size else 1.0)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(_wrap(title, size[0]))
-    if reference is not None or hlines:
-        fig.legend(loc="outside lower center", ncol=2, fontsize=11)
-    return fig
 
 
 @_styled

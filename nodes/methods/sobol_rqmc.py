@@ -12,7 +12,11 @@ this module implements the design documented in the pack's docs/nodes.md:
   nested scramble gives there). Each scrambled point is uniform on the unit cube, so each item is exactly
   N(0, I) after
 
-      z = Phi^{-1}(clip(u, 1e-10, 1 - 1e-10)).
+      z = Phi^{-1}(u) = sqrt(2) erfinv(2u - 1).
+
+* Cost: a value is one 32-bit word, its top m bits the scrambled cell and the rest random bits, u = (word + 1/2)
+  / 2^32. The scramble is linear over GF(2), so any point is formed from its index bits without the others:
+  time and memory grow with the batch, never with 2^m (``ScrambledSobol``).
 
 * Batch = R replicates x n points; item i is point i % n of replicate i // n. Replicates are independent
   scramblings (keyed on (seed, replicate)), so replicate means are iid and give a Student-t confidence
@@ -145,39 +149,57 @@ class ScrambledSobol:
         bits = np.random.PCG64(keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate))
         raw = bits.random_raw(((m + 1) * dim + 1) // 2).view(np.uint32)[: (m + 1) * dim].reshape(m + 1, dim)
         shift = raw[m] & np.uint32((1 << m) - 1)
-        w = np.zeros((m, dim), dtype=np.uint32)
-        if m:
-            v = direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)
-            for level in range(m):  # W_j = L V_j: add column `level` of L where digit `level` of V_j is set
-                pos = np.uint32(m - 1 - level)
-                # column `level` (level 0 = most significant digit): the diagonal bit plus random bits below it
-                col = (raw[level] & np.uint32((1 << (m - 1 - level)) - 1)) | (np.uint32(1) << pos)
-                w ^= np.where((v >> pos) & np.uint32(1), col, np.uint32(0)).astype(np.uint32)
-        self.shift, self.w = torch.from_numpy(shift.view(np.int32)), torch.from_numpy(w.view(np.int32))
-        # The same, moved to the top m bits of a 32-bit word (below them go the random lower digits).
-        up = np.uint32(32 - m) if m else np.uint32(0)
-        self.top_shift = torch.from_numpy((shift << up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
-        self.top_w = torch.from_numpy((w << up).view(np.int32))
+        # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it.
+        pos = np.arange(m - 1, -1, -1, dtype=np.uint32)[:, None]
+        self._cols = (raw[:m] & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)  # [m, dim]
+        self._pos = pos
+        self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
+        self._up = np.uint32(32 - m) if m else np.uint32(0)
+        self._w: dict[int, np.ndarray] = {}
+        self._top_w: dict[int, torch.Tensor] = {}
+        self.shift = torch.from_numpy(shift.view(np.int32))
+        # The shift moved to the top m bits of a 32-bit word (below them go the random lower digits).
+        self.top_shift = torch.from_numpy((shift << self._up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
+        # XOR-ing the sign bit as well gives x - 2^31 as a signed int32 (the "centred" word) in the same pass.
+        self.top_shift_centred = self.top_shift ^ INT32_MIN
         self.low_mask = (1 << (32 - m)) - 1 if m else -1
         self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
+
+    def scrambled_direction(self, j: int) -> np.ndarray:
+        """W_j = L V_j (uint32 [dim]), formed on first use: a batch of B consecutive points needs only the
+        j < log2(B) + 1 of them, so the setup does not grow with 2^m."""
+        w = self._w.get(j)
+        if w is None:
+            digits = (self._v[j][None, :] >> self._pos) & np.uint32(1)  # [m, dim], most significant digit first
+            w = np.bitwise_xor.reduce(np.where(digits.astype(bool), self._cols, np.uint32(0)), axis=0)
+            self._w[j] = w = w.astype(np.uint32)
+        return w
+
+    def top_direction(self, j: int) -> torch.Tensor:
+        """W_j moved to the top m bits of the word, int32 [dim] (cached)."""
+        t = self._top_w.get(j)
+        if t is None:
+            self._top_w[j] = t = torch.from_numpy((self.scrambled_direction(j) << self._up).view(np.int32))
+        return t
 
     def cells(self, points: Sequence[int]) -> torch.Tensor:
         """Scrambled cell index (top m digits) of each point, int32 [len(points), dim]."""
         idx = torch.as_tensor(list(points), dtype=torch.int64)
         out = self.shift.expand(len(idx), self.dim).clone()
         for j in range(self.m):
-            out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & self.w[j]
+            out ^= (-((idx >> j) & 1)).to(torch.int32)[:, None] & torch.from_numpy(self.scrambled_direction(j).view(np.int32))
         return out
 
-    def words(self, points: Sequence[int]) -> torch.Tensor:
+    def words(self, points: Sequence[int], centred: bool = False) -> torch.Tensor:
         """Each value as a 32-bit word, int32 [len(points), dim]: the point u = (word as unsigned + 1/2) / 2^32.
 
         Top m bits: the scrambled cell (shift XOR the W_j of the point's set bits); the other 32 - m bits: the
-        lower digits, uniform random bits from the point's stretch of the PCG64 stream."""
+        lower digits, uniform random bits from the point's stretch of the PCG64 stream. ``centred``: the word
+        minus 2^31 instead (its sign bit flipped), as ``normals`` reads it."""
         per_point = (self.dim + 1) // 2
         points = [int(p) for p in points]
         if self.dim % 2 == 0 and points and points == list(range(points[0], points[0] + len(points))):
-            return self._consecutive_words(points[0], len(points))
+            return self._consecutive_words(points[0], len(points), centred)
         out = torch.empty((len(points), self.dim), dtype=torch.int32)
         bits = np.random.PCG64(self.fill_seed)
         at = 0
@@ -187,29 +209,29 @@ class ScrambledSobol:
             at = (point + 1) * per_point
             r = out[row]
             torch.bitwise_and(_random_words(bits, self.dim), self.low_mask, out=r)
-            r ^= self.top_shift
+            r ^= self.top_shift_centred if centred else self.top_shift
             j = 0
             while point:
                 if point & 1:
-                    r ^= self.top_w[j]
+                    r ^= self.top_direction(j)
                 point >>= 1
                 j += 1
         return out
 
-    def _consecutive_words(self, first: int, count: int) -> torch.Tensor:
+    def _consecutive_words(self, first: int, count: int, centred: bool = False) -> torch.Tensor:
         """``words`` of points first .. first+count-1 (the usual case), vectorised: one draw, one mask, and per
         digit j one XOR of W_j into the rows whose point has bit j set (a strided view when they are regular)."""
         bits = np.random.PCG64(self.fill_seed)
         bits.advance(first * (self.dim // 2))
         out = torch.from_numpy(bits.random_raw(count * self.dim // 2).view(np.int32)).view(count, self.dim)
-        out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift)
-        for j in range(self.m):
+        out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift_centred if centred else self.top_shift)
+        for j in range(min(self.m, (first + count - 1).bit_length())):  # higher bits are 0 in every index
             period = 2 << j
             if first % period == 0 and count % period == 0:  # rows with bit j set: the second half of each period
-                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(self.top_w[j])
+                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(self.top_direction(j))
             else:
                 sel = -((torch.arange(first, first + count, dtype=torch.int32) >> j) & 1)
-                out.bitwise_xor_(sel[:, None] & self.top_w[j])
+                out.bitwise_xor_(sel[:, None] & self.top_direction(j))
         return out
 
     def uniforms(self, points: Sequence[int]) -> torch.Tensor:
@@ -228,7 +250,7 @@ class ScrambledSobol:
         out = torch.empty((len(points), self.dim), dtype=torch.float32) if out is None else out
         step = max(1, CHUNK_VALUES // max(self.dim, 1))
         for a in range(0, len(points), step):
-            centred = self.words(points[a : a + step]).bitwise_xor_(INT32_MIN)  # x - 2^31 as a signed int32
+            centred = self.words(points[a : a + step], centred=True)
             normal_from_centred_words(centred, out=out[a : a + step])
         return out
 
@@ -252,9 +274,14 @@ def normal_from_centred_words(c: torch.Tensor, out: torch.Tensor | None = None) 
     """Phi^{-1}(u) for u = (c + 2^31 + 1/2) / 2^32, int32 c: z = sqrt(2) erfinv((c + 1/2) / 2^31), float32."""
     z = c.to(torch.float32) if out is None else out.copy_(c)
     torch.erfinv(z.mul_(2.0**-31), out=z).mul_(math.sqrt(2.0))  # the 1/2 is below float32 resolution here
-    tail = (z.abs() > TAIL_Z).view(-1).nonzero().squeeze(1)
-    exact = c.view(-1).index_select(0, tail).to(torch.float64).add_(0.5).mul_(2.0**-31)
-    z.view(-1).index_copy_(0, tail, torch.erfinv(exact).mul_(math.sqrt(2.0)).to(torch.float32))
+    # The ~4 % of tail values, found and patched through numpy views of the same memory (numpy's flatnonzero is
+    # several times faster than torch's nonzero on the CPU).
+    if not z.is_contiguous():
+        return z.copy_(normal_from_centred_words(c.contiguous()))
+    flat = z.numpy().reshape(-1)  # a view: z is contiguous
+    tail = np.flatnonzero(np.abs(flat) > TAIL_Z)
+    exact = torch.from_numpy((c.numpy().reshape(-1)[tail].astype(np.float64) + 0.5) * 2.0**-31)
+    flat[tail] = torch.erfinv(exact).mul_(math.sqrt(2.0)).numpy()
     return z
 
 
