@@ -149,38 +149,43 @@ class ScrambledSobol:
         bits = np.random.PCG64(keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate))
         raw = bits.random_raw(((m + 1) * dim + 1) // 2).view(np.uint32)[: (m + 1) * dim].reshape(m + 1, dim)
         shift = raw[m] & np.uint32((1 << m) - 1)
-        # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it.
-        pos = np.arange(m - 1, -1, -1, dtype=np.uint32)[:, None]
-        self._cols = (raw[:m] & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)  # [m, dim]
-        self._pos = pos
-        self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
         self._up = np.uint32(32 - m) if m else np.uint32(0)
-        self._w: dict[int, np.ndarray] = {}
-        self._top_w: dict[int, torch.Tensor] = {}
+        # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it, kept
+        # already moved to the top m bits of the 32-bit word (below them go the random lower digits).
+        pos = np.arange(m - 1, -1, -1, dtype=np.uint32)[:, None]
+        self._cols_top = ((raw[:m] & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)) << self._up
+        self._pos = pos[:, 0]
+        self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
+        # W_j << (32 - m) for j < len: int32 [len, dim], grown on demand (a batch of B consecutive points needs
+        # only the j < log2(B) + 1 of them, so the setup does not grow with 2^m).
+        self._top_w = torch.empty((0, dim), dtype=torch.int32)
         self.shift = torch.from_numpy(shift.view(np.int32))
-        # The shift moved to the top m bits of a 32-bit word (below them go the random lower digits).
         self.top_shift = torch.from_numpy((shift << self._up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
         # XOR-ing the sign bit as well gives x - 2^31 as a signed int32 (the "centred" word) in the same pass.
         self.top_shift_centred = self.top_shift ^ INT32_MIN
         self.low_mask = (1 << (32 - m)) - 1 if m else -1
         self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
 
+    def _top_directions(self, count: int) -> torch.Tensor:
+        """W_j = L V_j moved to the top m bits of the word, int32 [count, dim] (j < count), formed together on
+        first use: W_j is the XOR of the columns of L at the set digits of V_j, one masked XOR per level for all
+        the j at once."""
+        have = self._top_w.shape[0]
+        if count > have:
+            v = self._v[have:count]  # [new, dim]
+            w = np.zeros_like(v)
+            for level, pos in enumerate(self._pos):  # digit `pos` of V_j selects column `level`
+                w ^= ((v >> pos) & np.uint32(1)) * self._cols_top[level]
+            self._top_w = torch.cat([self._top_w, torch.from_numpy(w.view(np.int32))])
+        return self._top_w
+
     def scrambled_direction(self, j: int) -> np.ndarray:
-        """W_j = L V_j (uint32 [dim]), formed on first use: a batch of B consecutive points needs only the
-        j < log2(B) + 1 of them, so the setup does not grow with 2^m."""
-        w = self._w.get(j)
-        if w is None:
-            digits = (self._v[j][None, :] >> self._pos) & np.uint32(1)  # [m, dim], most significant digit first
-            w = np.bitwise_xor.reduce(np.where(digits.astype(bool), self._cols, np.uint32(0)), axis=0)
-            self._w[j] = w = w.astype(np.uint32)
-        return w
+        """W_j = L V_j (uint32 [dim]): the scrambled cell of point 2^j before the shift."""
+        return self._top_directions(j + 1)[j].numpy().view(np.uint32) >> self._up
 
     def top_direction(self, j: int) -> torch.Tensor:
         """W_j moved to the top m bits of the word, int32 [dim] (cached)."""
-        t = self._top_w.get(j)
-        if t is None:
-            self._top_w[j] = t = torch.from_numpy((self.scrambled_direction(j) << self._up).view(np.int32))
-        return t
+        return self._top_directions(j + 1)[j]
 
     def cells(self, points: Sequence[int]) -> torch.Tensor:
         """Scrambled cell index (top m digits) of each point, int32 [len(points), dim]."""
@@ -201,6 +206,7 @@ class ScrambledSobol:
         if self.dim % 2 == 0 and points and points == list(range(points[0], points[0] + len(points))):
             return self._consecutive_words(points[0], len(points), centred)
         out = torch.empty((len(points), self.dim), dtype=torch.int32)
+        top_w = self._top_directions(min(self.m, max(points, default=0).bit_length()))
         bits = np.random.PCG64(self.fill_seed)
         at = 0
         for row, point in enumerate(points):
@@ -213,7 +219,7 @@ class ScrambledSobol:
             j = 0
             while point:
                 if point & 1:
-                    r ^= self.top_direction(j)
+                    r ^= top_w[j]
                 point >>= 1
                 j += 1
         return out
@@ -225,13 +231,15 @@ class ScrambledSobol:
         bits.advance(first * (self.dim // 2))
         out = torch.from_numpy(bits.random_raw(count * self.dim // 2).view(np.int32)).view(count, self.dim)
         out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift_centred if centred else self.top_shift)
-        for j in range(min(self.m, (first + count - 1).bit_length())):  # higher bits are 0 in every index
+        digits = min(self.m, (first + count - 1).bit_length())  # higher bits are 0 in every index
+        top_w = self._top_directions(digits)
+        for j in range(digits):
             period = 2 << j
             if first % period == 0 and count % period == 0:  # rows with bit j set: the second half of each period
-                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(self.top_direction(j))
+                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(top_w[j])
             else:
                 sel = -((torch.arange(first, first + count, dtype=torch.int32) >> j) & 1)
-                out.bitwise_xor_(sel[:, None] & self.top_direction(j))
+                out.bitwise_xor_(sel[:, None] & top_w[j])
         return out
 
     def uniforms(self, points: Sequence[int]) -> torch.Tensor:
