@@ -359,7 +359,7 @@ def replicate_noise(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Items ``points`` (positions within the replicate, 0..n-1) of one replicate, float32 [len(points), *item_shape]
-    (full mode without reflections: written straight into ``out`` when given)."""
+    (written straight into ``out`` when given, except in full mode with reflections or repeated points)."""
     dim = int(np.prod(item_shape))
     n_pts = n // 2 if antithetic else n
     m = max(0, math.ceil(math.log2(n_pts))) if n_pts > 1 else 0
@@ -382,12 +382,13 @@ def replicate_noise(
     # Spectral: iid N(0, 1) everywhere, keyed on (seed, replicate, point) so slices reproduce, then the lowest
     # DCT coefficients replaced by the QMC values. Frequency-major: the first Sobol' dimensions (best quality)
     # carry every channel's DC term.
-    fill = torch.empty((len(points), *item_shape), dtype=torch.float32)
+    fill = torch.empty((len(points), *item_shape), dtype=torch.float32) if out is None else out
     for row, point in enumerate(point_of):
         torch.randn(item_shape, generator=keyed_generator(seed, STREAM_SOBOL_FILL, stream, replicate, point),
                     out=fill[row])
     q = normals.reshape(len(points), spectral_coefficients, item_shape[0]).transpose(1, 2)
-    return replace_low_frequencies(fill, q) * signs
+    z = replace_low_frequencies_(fill, q)
+    return z.mul_(signs) if antithetic else z
 
 
 def replace_low_frequencies(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -399,22 +400,38 @@ def replace_low_frequencies(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     (O(d K) instead of O(d H) per channel). z iid N(0, I) has iid N(0, 1) coefficients (orthonormal
     transform), so with q ~ N(0, 1) per coordinate every item stays exactly N(0, I).
     """
+    return replace_low_frequencies_(z.clone(), q)
+
+
+def replace_low_frequencies_(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``replace_low_frequencies`` in place on a contiguous z (returned).
+
+    The two products with the full grid are matrix products on the last axis of z as it lies in memory: the
+    coefficient block contracts the last axis first (z read once, no transposed copy), and the update's last
+    expansion is accumulated straight into z (addmm_); every other contraction is on the small corner block.
+    """
     spatial = tuple(z.shape[2:])
+    if not z.is_contiguous():
+        return z.copy_(replace_low_frequencies_(z.contiguous(), q))
     m = q.shape[-1]
     corner = torch.stack(torch.unravel_index(low_frequency_order(spatial)[:m], spatial))  # [axes, m]
     sizes = [int(c.max()) + 1 for c in corner]
     mats = [dct_matrix(n)[:k].to(z.dtype) for n, k in zip(spatial, sizes, strict=True)]  # [K_a, n_a]
+    lead = z.shape[:2]
+    # Coefficients: contract the last spatial axis, move its K to the front of the spatial axes, repeat.
     coef = z
-    for ax, d in enumerate(mats):
-        coef = torch.movedim(torch.tensordot(coef, d, dims=([2 + ax], [1])), -1, 2 + ax)
+    for d in reversed(mats):
+        coef = torch.movedim(torch.tensordot(coef, d, dims=([-1], [1])), -1, 2)  # ends as [B, C, K_1, .., K_n]
     flat_idx = torch.as_tensor(np.ravel_multi_index(corner.numpy(), sizes))
-    block = coef.reshape(*coef.shape[:2], -1)
+    block = coef.reshape(*lead, -1)
     delta = torch.zeros_like(block)
     delta[..., flat_idx] = q.to(z.dtype) - block[..., flat_idx]
-    delta = delta.reshape(coef.shape)
-    for ax, d in enumerate(mats):
+    delta = delta.reshape(*lead, *sizes)
+    # Update: expand every axis but the last on the small block, then z += (..) D_n as one matrix product.
+    for ax, d in enumerate(mats[:-1]):
         delta = torch.movedim(torch.tensordot(delta, d, dims=([2 + ax], [0])), -1, 2 + ax)
-    return z + delta
+    z.view(-1, spatial[-1]).addmm_(delta.reshape(-1, sizes[-1]), mats[-1])
+    return z
 
 
 def sobol_rqmc_noise(
