@@ -146,15 +146,16 @@ class ScrambledSobol:
 
     def __init__(self, dim: int, m: int, seed: int, replicate: int, stream: int = 0):
         self.dim, self.m = dim, m
-        bits = np.random.PCG64(keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate))
-        raw = bits.random_raw(((m + 1) * dim + 1) // 2).view(np.uint32)[: (m + 1) * dim].reshape(m + 1, dim)
-        shift = raw[m] & np.uint32((1 << m) - 1)
+        # Scramble bits: m + 1 rows of dim 32-bit words from one PCG64 stream, row `level` < m for column `level`
+        # of L, row m for the shift. Rows are read where they lie in the stream (advance), so the columns a batch
+        # never uses are never drawn.
+        self._scramble_seed = keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate)
+        shift = self._scramble_rows(m, m + 1)[0] & np.uint32((1 << m) - 1)
         self._up = np.uint32(32 - m) if m else np.uint32(0)
-        # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it, kept
-        # already moved to the top m bits of the 32-bit word (below them go the random lower digits).
-        pos = np.arange(m - 1, -1, -1, dtype=np.uint32)[:, None]
-        self._cols_top = ((raw[:m] & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)) << self._up
-        self._pos = pos[:, 0]
+        self._pos = np.arange(m - 1, -1, -1, dtype=np.uint32)
+        # Columns of L formed so far (level 0 = most significant digit): the diagonal bit plus random bits below
+        # it, kept already moved to the top m bits of the 32-bit word (below them go the random lower digits).
+        self._cols_top = np.empty((0, dim), dtype=np.uint32)
         self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
         # W_j << (32 - m) for j < len: int32 [len, dim], grown on demand (a batch of B consecutive points needs
         # only the j < log2(B) + 1 of them, so the setup does not grow with 2^m).
@@ -166,16 +167,37 @@ class ScrambledSobol:
         self.low_mask = (1 << (32 - m)) - 1 if m else -1
         self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
 
+    def _scramble_rows(self, first: int, stop: int) -> np.ndarray:
+        """Rows first..stop-1 of the scramble bits, uint32 [stop - first, dim]."""
+        bits = np.random.PCG64(self._scramble_seed)
+        a, b = first * self.dim, stop * self.dim  # the rows' 32-bit words; two per 64-bit output
+        bits.advance(a // 2)
+        return bits.random_raw((b + 1) // 2 - a // 2).view(np.uint32)[a % 2 : a % 2 + b - a].reshape(-1, self.dim)
+
+    def _columns_top(self, levels: int) -> np.ndarray:
+        """Columns 0..levels-1 of L in the top bits, uint32 [levels, dim] (drawn on first use)."""
+        have = self._cols_top.shape[0]
+        if levels > have:
+            pos = self._pos[have:levels, None]
+            raw = self._scramble_rows(have, levels)
+            new = ((raw & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)) << self._up
+            self._cols_top = np.concatenate([self._cols_top, new])
+        return self._cols_top
+
     def _top_directions(self, count: int) -> torch.Tensor:
         """W_j = L V_j moved to the top m bits of the word, int32 [count, dim] (j < count), formed together on
         first use: W_j is the XOR of the columns of L at the set digits of V_j, one masked XOR per level for all
-        the j at once."""
+        the j at once. Sobol' direction numbers have V_j < 2^-j (digits only at levels <= j), so the first
+        ``count`` columns of L suffice (checked; otherwise all m are used)."""
         have = self._top_w.shape[0]
         if count > have:
             v = self._v[have:count]  # [new, dim]
+            below = np.uint32((1 << (self.m - count)) - 1)  # the digits at levels >= count
+            levels = count if not np.any(v & below) else self.m
+            cols = self._columns_top(levels)
             w = np.zeros_like(v)
-            for level, pos in enumerate(self._pos):  # digit `pos` of V_j selects column `level`
-                w ^= ((v >> pos) & np.uint32(1)) * self._cols_top[level]
+            for level, pos in enumerate(self._pos[:levels]):  # digit `pos` of V_j selects column `level`
+                w ^= ((v >> pos) & np.uint32(1)) * cols[level]
             self._top_w = torch.cat([self._top_w, torch.from_numpy(w.view(np.int32))])
         return self._top_w
 
