@@ -156,7 +156,6 @@ class ScrambledSobol:
         # Columns of L formed so far (level 0 = most significant digit): the diagonal bit plus random bits below
         # it, kept already moved to the top m bits of the 32-bit word (below them go the random lower digits).
         self._cols_top = np.empty((0, dim), dtype=np.uint32)
-        self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
         # W_j << (32 - m) for j < len: int32 [len, dim], grown on demand (a batch of B consecutive points needs
         # only the j < log2(B) + 1 of them, so the setup does not grow with 2^m).
         self._top_w = torch.empty((0, dim), dtype=torch.int32)
@@ -191,7 +190,8 @@ class ScrambledSobol:
         ``count`` columns of L suffice (checked; otherwise all m are used)."""
         have = self._top_w.shape[0]
         if count > have:
-            v = self._v[have:count]  # [new, dim]
+            # V_j as m-digit integers, [new, dim]
+            v = direction_numbers(self.dim)[have:count].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - self.m)
             below = np.uint32((1 << (self.m - count)) - 1)  # the digits at levels >= count
             levels = count if not np.any(v & below) else self.m
             cols = self._columns_top(levels)
