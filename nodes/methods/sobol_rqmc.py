@@ -136,8 +136,9 @@ class ScrambledSobol:
     Matousek's LMS: cell e = L d + s over GF(2), with L lower triangular with unit diagonal and s a random shift,
     drawn independently per coordinate. L is invertible, so every coordinate keeps exactly one point per cell
     [j/2^m, (j+1)/2^m); the shift makes each point's cell uniform. The scramble is linear, so e_k = s XOR (XOR of
-    W_j = L V_j over the set bits j of k): the setup costs O(m^2 dim), each point O(m dim), and any subset of points
-    is formed without the rest (time and memory linear in the batch, whatever m is).
+    W_j = L V_j over the set bits j of k): the setup costs O(J^2 dim) for the J <= m directions the requested
+    points use (V_j has digits only in its top j + 1 places, so W_j needs only the first j + 1 columns of L),
+    each point O(m dim), and any subset of points is formed without the rest (time and memory linear in the batch, whatever m is).
 
     Below the m-th digit each point sits alone in its cell, so its lower digits are iid uniform (what any nested
     randomisation gives there). They are taken straight from random bits, 32 - m per value from a PCG64 stream
