@@ -138,7 +138,8 @@ class ScrambledSobol:
     [j/2^m, (j+1)/2^m); the shift makes each point's cell uniform. The scramble is linear, so e_k = s XOR (XOR of
     W_j = L V_j over the set bits j of k): the setup costs O(J^2 dim) for the J <= m directions the requested
     points use (V_j has digits only in its top j + 1 places, so W_j needs only the first j + 1 columns of L),
-    each point O(m dim), and any subset of points is formed without the rest (time and memory linear in the batch, whatever m is).
+    each point O(m dim), and any subset of points is formed without the rest (time and memory linear in the
+    batch, whatever m is).
 
     Below the m-th digit each point sits alone in its cell, so its lower digits are iid uniform (what any nested
     randomisation gives there). They are taken straight from random bits, 32 - m per value from a PCG64 stream
