@@ -13,6 +13,7 @@ from antithetic_sampling.nodes.methods.sobol_rqmc import (
     inverse_dct,
     low_frequency_order,
     replace_low_frequencies,
+    replace_low_frequencies_,
     resolve_mode,
     scrambled_sobol_normals,
     scrambled_sobol_uniforms,
@@ -177,7 +178,7 @@ def test_bad_inputs(shape, kwargs, match):
         sobol_rqmc_noise(shape, seed=0, **kwargs)
 
 
-@pytest.mark.parametrize("spatial", [(9, 12), (3, 5, 6)])
+@pytest.mark.parametrize("spatial", [(11,), (9, 12), (3, 5, 6)])
 def test_low_frequency_replacement_equals_the_full_transform(spatial):
     """The corner-block update equals: full DCT, overwrite the m lowest coefficients, full inverse DCT."""
     gen = torch.Generator().manual_seed(4)
@@ -190,7 +191,24 @@ def test_low_frequency_replacement_equals_the_full_transform(spatial):
     flat = coeffs.reshape(2, 3, -1).clone()
     flat[..., low_frequency_order(spatial)[:m]] = q
     want = inverse_dct(flat.reshape(coeffs.shape), len(spatial))
+    before = z.clone()
     assert torch.allclose(replace_low_frequencies(z, q), want, atol=1e-12)
+    assert torch.equal(z, before)  # the out-of-place form leaves its input alone
+    inplace = z.clone()
+    assert replace_low_frequencies_(inplace, q) is inplace and torch.allclose(inplace, want, atol=1e-12)
+    strided = torch.movedim(z.movedim(2, -1).contiguous(), -1, 2)  # same values, not contiguous
+    assert replace_low_frequencies_(strided, q) is strided and torch.allclose(strided, want, atol=1e-12)
+
+
+def test_spectral_antithetic_pairs_and_slices_written_in_place():
+    """Spectral mode now fills the output in place: reflections, slices and reordered indices still agree."""
+    kw = dict(seed=6, points_per_replicate=8, mode="spectral", spectral_coefficients=8, antithetic=True)
+    full = sobol_rqmc_noise((16, 4, 8, 8), **kw)
+    for i in range(0, 16, 2):
+        assert torch.equal(full[i + 1], -full[i])
+    part = sobol_rqmc_noise((4, 4, 8, 8), batch_index=[9, 3, 4, 5], **kw)
+    for row, i in enumerate([9, 3, 4, 5]):
+        assert torch.equal(part[row], full[i])
 
 
 @pytest.mark.parametrize("m", [0, 1, 4, 7, 12])
@@ -273,3 +291,16 @@ def test_sobol_scaling_bench_reports_time_and_memory_per_cell():
         assert r["best_s"] > 0 and r["randn_s"] > 0 and r["peak_rss_increase_mb"] >= 0
     table = noise_timing.scaling_markdown(res)
     assert table.startswith("| points per replicate | batch |") and "| 4096 | 2 |" in table
+
+
+def test_lazily_drawn_scramble_columns_do_not_depend_on_the_order_of_requests():
+    """Columns of L are drawn only when a point needs them; any request order gives the same points (odd dim:
+    rows of the scramble stream straddle its 64-bit outputs)."""
+    eager = ScrambledSobol(75, 12, seed=5, replicate=2)
+    want = eager.words(range(4096))
+    lazy = ScrambledSobol(75, 12, seed=5, replicate=2)
+    assert torch.equal(lazy.words(range(8)), want[:8])
+    assert torch.equal(lazy.words([4095, 9, 100]), want[[4095, 9, 100]])
+    assert torch.equal(lazy.cells(range(4096)), eager.cells(range(4096)))
+    for j in range(12):  # the stratification holds for every coordinate of the lazily formed replicate
+        assert torch.equal(torch.sort(lazy.cells(range(4096))[:, j]).values, torch.arange(4096, dtype=torch.int32))

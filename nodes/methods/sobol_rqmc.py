@@ -136,8 +136,10 @@ class ScrambledSobol:
     Matousek's LMS: cell e = L d + s over GF(2), with L lower triangular with unit diagonal and s a random shift,
     drawn independently per coordinate. L is invertible, so every coordinate keeps exactly one point per cell
     [j/2^m, (j+1)/2^m); the shift makes each point's cell uniform. The scramble is linear, so e_k = s XOR (XOR of
-    W_j = L V_j over the set bits j of k): the setup costs O(m^2 dim), each point O(m dim), and any subset of points
-    is formed without the rest (time and memory linear in the batch, whatever m is).
+    W_j = L V_j over the set bits j of k): the setup costs O(J^2 dim) for the J <= m directions the requested
+    points use (V_j has digits only in its top j + 1 places, so W_j needs only the first j + 1 columns of L),
+    each point O(m dim), and any subset of points is formed without the rest (time and memory linear in the
+    batch, whatever m is).
 
     Below the m-th digit each point sits alone in its cell, so its lower digits are iid uniform (what any nested
     randomisation gives there). They are taken straight from random bits, 32 - m per value from a PCG64 stream
@@ -146,41 +148,68 @@ class ScrambledSobol:
 
     def __init__(self, dim: int, m: int, seed: int, replicate: int, stream: int = 0):
         self.dim, self.m = dim, m
-        bits = np.random.PCG64(keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate))
-        raw = bits.random_raw(((m + 1) * dim + 1) // 2).view(np.uint32)[: (m + 1) * dim].reshape(m + 1, dim)
-        shift = raw[m] & np.uint32((1 << m) - 1)
-        # Column `level` of L (level 0 = most significant digit): the diagonal bit plus random bits below it.
-        pos = np.arange(m - 1, -1, -1, dtype=np.uint32)[:, None]
-        self._cols = (raw[:m] & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)  # [m, dim]
-        self._pos = pos
-        self._v = (direction_numbers(dim)[:m].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - m)) if m else None
+        # Scramble bits: m + 1 rows of dim 32-bit words from one PCG64 stream, row `level` < m for column `level`
+        # of L, row m for the shift. Rows are read where they lie in the stream (advance), so the columns a batch
+        # never uses are never drawn.
+        self._scramble_seed = keyed_seed(seed, STREAM_SOBOL_SCRAMBLE, stream, replicate)
+        shift = self._scramble_rows(m, m + 1)[0] & np.uint32((1 << m) - 1)
         self._up = np.uint32(32 - m) if m else np.uint32(0)
-        self._w: dict[int, np.ndarray] = {}
-        self._top_w: dict[int, torch.Tensor] = {}
+        self._pos = np.arange(m - 1, -1, -1, dtype=np.uint32)
+        # Columns of L formed so far (level 0 = most significant digit): the diagonal bit plus random bits below
+        # it, kept already moved to the top m bits of the 32-bit word (below them go the random lower digits).
+        self._cols_top = np.empty((0, dim), dtype=np.uint32)
+        # W_j << (32 - m) for j < len: int32 [len, dim], grown on demand (a batch of B consecutive points needs
+        # only the j < log2(B) + 1 of them, so the setup does not grow with 2^m).
+        self._top_w = torch.empty((0, dim), dtype=torch.int32)
         self.shift = torch.from_numpy(shift.view(np.int32))
-        # The shift moved to the top m bits of a 32-bit word (below them go the random lower digits).
         self.top_shift = torch.from_numpy((shift << self._up).view(np.int32)) if m else torch.zeros(dim, dtype=torch.int32)
         # XOR-ing the sign bit as well gives x - 2^31 as a signed int32 (the "centred" word) in the same pass.
         self.top_shift_centred = self.top_shift ^ INT32_MIN
         self.low_mask = (1 << (32 - m)) - 1 if m else -1
         self.fill_seed = keyed_seed(seed, STREAM_SOBOL_LOW_DIGITS, stream, replicate)
 
+    def _scramble_rows(self, first: int, stop: int) -> np.ndarray:
+        """Rows first..stop-1 of the scramble bits, uint32 [stop - first, dim]."""
+        bits = np.random.PCG64(self._scramble_seed)
+        a, b = first * self.dim, stop * self.dim  # the rows' 32-bit words; two per 64-bit output
+        bits.advance(a // 2)
+        return bits.random_raw((b + 1) // 2 - a // 2).view(np.uint32)[a % 2 : a % 2 + b - a].reshape(-1, self.dim)
+
+    def _columns_top(self, levels: int) -> np.ndarray:
+        """Columns 0..levels-1 of L in the top bits, uint32 [levels, dim] (drawn on first use)."""
+        have = self._cols_top.shape[0]
+        if levels > have:
+            pos = self._pos[have:levels, None]
+            raw = self._scramble_rows(have, levels)
+            new = ((raw & ((np.uint32(1) << pos) - np.uint32(1))) | (np.uint32(1) << pos)) << self._up
+            self._cols_top = np.concatenate([self._cols_top, new])
+        return self._cols_top
+
+    def _top_directions(self, count: int) -> torch.Tensor:
+        """W_j = L V_j moved to the top m bits of the word, int32 [count, dim] (j < count), formed together on
+        first use: W_j is the XOR of the columns of L at the set digits of V_j, one masked XOR per level for all
+        the j at once. Sobol' direction numbers have V_j < 2^-j (digits only at levels <= j), so the first
+        ``count`` columns of L suffice (checked; otherwise all m are used)."""
+        have = self._top_w.shape[0]
+        if count > have:
+            # V_j as m-digit integers, [new, dim]
+            v = direction_numbers(self.dim)[have:count].numpy().astype(np.uint32) >> np.uint32(MAX_DIGITS - self.m)
+            below = np.uint32((1 << (self.m - count)) - 1)  # the digits at levels >= count
+            levels = count if not np.any(v & below) else self.m
+            cols = self._columns_top(levels)
+            w = np.zeros_like(v)
+            for level, pos in enumerate(self._pos[:levels]):  # digit `pos` of V_j selects column `level`
+                w ^= ((v >> pos) & np.uint32(1)) * cols[level]
+            self._top_w = torch.cat([self._top_w, torch.from_numpy(w.view(np.int32))])
+        return self._top_w
+
     def scrambled_direction(self, j: int) -> np.ndarray:
-        """W_j = L V_j (uint32 [dim]), formed on first use: a batch of B consecutive points needs only the
-        j < log2(B) + 1 of them, so the setup does not grow with 2^m."""
-        w = self._w.get(j)
-        if w is None:
-            digits = (self._v[j][None, :] >> self._pos) & np.uint32(1)  # [m, dim], most significant digit first
-            w = np.bitwise_xor.reduce(np.where(digits.astype(bool), self._cols, np.uint32(0)), axis=0)
-            self._w[j] = w = w.astype(np.uint32)
-        return w
+        """W_j = L V_j (uint32 [dim]): the scrambled cell of point 2^j before the shift."""
+        return self._top_directions(j + 1)[j].numpy().view(np.uint32) >> self._up
 
     def top_direction(self, j: int) -> torch.Tensor:
         """W_j moved to the top m bits of the word, int32 [dim] (cached)."""
-        t = self._top_w.get(j)
-        if t is None:
-            self._top_w[j] = t = torch.from_numpy((self.scrambled_direction(j) << self._up).view(np.int32))
-        return t
+        return self._top_directions(j + 1)[j]
 
     def cells(self, points: Sequence[int]) -> torch.Tensor:
         """Scrambled cell index (top m digits) of each point, int32 [len(points), dim]."""
@@ -201,6 +230,7 @@ class ScrambledSobol:
         if self.dim % 2 == 0 and points and points == list(range(points[0], points[0] + len(points))):
             return self._consecutive_words(points[0], len(points), centred)
         out = torch.empty((len(points), self.dim), dtype=torch.int32)
+        top_w = self._top_directions(min(self.m, max(points, default=0).bit_length()))
         bits = np.random.PCG64(self.fill_seed)
         at = 0
         for row, point in enumerate(points):
@@ -213,7 +243,7 @@ class ScrambledSobol:
             j = 0
             while point:
                 if point & 1:
-                    r ^= self.top_direction(j)
+                    r ^= top_w[j]
                 point >>= 1
                 j += 1
         return out
@@ -225,13 +255,15 @@ class ScrambledSobol:
         bits.advance(first * (self.dim // 2))
         out = torch.from_numpy(bits.random_raw(count * self.dim // 2).view(np.int32)).view(count, self.dim)
         out.bitwise_and_(self.low_mask).bitwise_xor_(self.top_shift_centred if centred else self.top_shift)
-        for j in range(min(self.m, (first + count - 1).bit_length())):  # higher bits are 0 in every index
+        digits = min(self.m, (first + count - 1).bit_length())  # higher bits are 0 in every index
+        top_w = self._top_directions(digits)
+        for j in range(digits):
             period = 2 << j
             if first % period == 0 and count % period == 0:  # rows with bit j set: the second half of each period
-                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(self.top_direction(j))
+                out.view(count // period, 2, period // 2, self.dim)[:, 1].bitwise_xor_(top_w[j])
             else:
                 sel = -((torch.arange(first, first + count, dtype=torch.int32) >> j) & 1)
-                out.bitwise_xor_(sel[:, None] & self.top_direction(j))
+                out.bitwise_xor_(sel[:, None] & top_w[j])
         return out
 
     def uniforms(self, points: Sequence[int]) -> torch.Tensor:
@@ -351,7 +383,7 @@ def replicate_noise(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Items ``points`` (positions within the replicate, 0..n-1) of one replicate, float32 [len(points), *item_shape]
-    (full mode without reflections: written straight into ``out`` when given)."""
+    (written straight into ``out`` when given, except in full mode with reflections or repeated points)."""
     dim = int(np.prod(item_shape))
     n_pts = n // 2 if antithetic else n
     m = max(0, math.ceil(math.log2(n_pts))) if n_pts > 1 else 0
@@ -374,12 +406,13 @@ def replicate_noise(
     # Spectral: iid N(0, 1) everywhere, keyed on (seed, replicate, point) so slices reproduce, then the lowest
     # DCT coefficients replaced by the QMC values. Frequency-major: the first Sobol' dimensions (best quality)
     # carry every channel's DC term.
-    fill = torch.empty((len(points), *item_shape), dtype=torch.float32)
+    fill = torch.empty((len(points), *item_shape), dtype=torch.float32) if out is None else out
     for row, point in enumerate(point_of):
         torch.randn(item_shape, generator=keyed_generator(seed, STREAM_SOBOL_FILL, stream, replicate, point),
                     out=fill[row])
     q = normals.reshape(len(points), spectral_coefficients, item_shape[0]).transpose(1, 2)
-    return replace_low_frequencies(fill, q) * signs
+    z = replace_low_frequencies_(fill, q)
+    return z.mul_(signs) if antithetic else z
 
 
 def replace_low_frequencies(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -391,22 +424,40 @@ def replace_low_frequencies(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     (O(d K) instead of O(d H) per channel). z iid N(0, I) has iid N(0, 1) coefficients (orthonormal
     transform), so with q ~ N(0, 1) per coordinate every item stays exactly N(0, I).
     """
+    return replace_low_frequencies_(z.clone(), q)
+
+
+def replace_low_frequencies_(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``replace_low_frequencies`` in place on a contiguous z (returned).
+
+    The two products with the full grid are matrix products on the last axis of z as it lies in memory: the
+    coefficient block contracts the last axis first (z read once, no transposed copy), and the update's last
+    expansion is accumulated straight into z (addmm_); every other contraction is on the small corner block.
+    """
     spatial = tuple(z.shape[2:])
+    if not z.is_contiguous():
+        return z.copy_(replace_low_frequencies_(z.contiguous(), q))
     m = q.shape[-1]
     corner = torch.stack(torch.unravel_index(low_frequency_order(spatial)[:m], spatial))  # [axes, m]
     sizes = [int(c.max()) + 1 for c in corner]
     mats = [dct_matrix(n)[:k].to(z.dtype) for n, k in zip(spatial, sizes, strict=True)]  # [K_a, n_a]
-    coef = z
-    for ax, d in enumerate(mats):
-        coef = torch.movedim(torch.tensordot(coef, d, dims=([2 + ax], [1])), -1, 2 + ax)
+    lead = z.shape[:2]
+    # Coefficients: contract the last spatial axis, move its K to the front of the spatial axes, repeat.
+    # (D_n z^T)^T rather than z D_n^T: the same product, but BLAS is markedly faster with the narrow factor first.
+    coef = torch.mm(mats[-1], z.view(-1, spatial[-1]).T).T.reshape(*z.shape[:-1], sizes[-1])
+    coef = torch.movedim(coef, -1, 2)
+    for d in reversed(mats[:-1]):
+        coef = torch.movedim(torch.tensordot(coef, d, dims=([-1], [1])), -1, 2)  # ends as [B, C, K_1, .., K_n]
     flat_idx = torch.as_tensor(np.ravel_multi_index(corner.numpy(), sizes))
-    block = coef.reshape(*coef.shape[:2], -1)
+    block = coef.reshape(*lead, -1)
     delta = torch.zeros_like(block)
     delta[..., flat_idx] = q.to(z.dtype) - block[..., flat_idx]
-    delta = delta.reshape(coef.shape)
-    for ax, d in enumerate(mats):
+    delta = delta.reshape(*lead, *sizes)
+    # Update: expand every axis but the last on the small block, then z += (..) D_n as one matrix product.
+    for ax, d in enumerate(mats[:-1]):
         delta = torch.movedim(torch.tensordot(delta, d, dims=([2 + ax], [0])), -1, 2 + ax)
-    return z + delta
+    z.view(-1, spatial[-1]).addmm_(delta.reshape(-1, sizes[-1]), mats[-1])
+    return z
 
 
 def sobol_rqmc_noise(
