@@ -116,6 +116,18 @@ def test_two_stage_pilot_is_never_the_final_sample():
     assert d.stop and d.reason == "budget spent"
 
 
+def _run_rule(rule, y):
+    """Run the stopping rule on the unit values ``y`` (one unit per prompt): (units used, final mean, half-width)."""
+    d = decide(rule, 0, 1, None, None)
+    while True:
+        g = d.units_wanted
+        s = y[:g]
+        hw = stats.t.ppf(0.975, g - 1) * s.std(ddof=1) / math.sqrt(g)
+        d = decide(rule, g, 1, float(s.mean()), float(hw))
+        if d.stop:
+            return g, float(s.mean()), float(hw)
+
+
 def test_two_stage_keeps_coverage_on_skewed_units_where_stopping_on_the_pilot_loses_it():
     """Skewed (exponential) units with a target the pilot's spread often meets: stopping on a narrow pilot picks
     samples whose small spread goes with a low mean and undercovers; the two-stage rule does not stop there."""
@@ -126,15 +138,8 @@ def test_two_stage_keeps_coverage_on_skewed_units_where_stopping_on_the_pilot_lo
         rule = StoppingRule(target=0.75, min_units=8, two_stage=two)
         for _ in range(reps):
             y = rng.exponential(1.0, 400)
-            d = decide(rule, 0, 1, None, None)
-            while True:
-                g = d.units_wanted
-                s = y[:g]
-                hw = stats.t.ppf(0.975, g - 1) * s.std(ddof=1) / math.sqrt(g)
-                d = decide(rule, g, 1, float(s.mean()), float(hw))
-                if d.stop:
-                    break
-            cover[two] += abs(s.mean() - 1.0) <= hw
+            g, mean, hw = _run_rule(rule, y)
+            cover[two] += abs(mean - 1.0) <= hw
     assert cover[False] / reps < 0.92  # the sequential rule's loss, measured here so the comparison can fail
     assert cover[True] / reps >= 0.93 and cover[True] / reps >= cover[False] / reps + 0.02
 
@@ -153,15 +158,8 @@ def test_sequential_rule_coverage_on_normal_units():
     hits, sizes, reps = 0, [], 500
     for _ in range(reps):
         y = rng.standard_normal(5000)
-        d = decide(rule, 0, 1, None, None)
-        while True:
-            g = d.units_wanted
-            s = y[:g]
-            hw = stats.t.ppf(0.975, g - 1) * s.std(ddof=1) / math.sqrt(g)
-            d = decide(rule, g, 1, float(s.mean()), float(hw))
-            if d.stop:
-                break
-        hits += abs(s.mean()) <= hw
+        g, mean, hw = _run_rule(rule, y)
+        hits += abs(mean) <= hw
         sizes.append(g)
     assert 0.92 <= hits / reps <= 0.98
     assert 90 <= np.median(sizes) <= 130  # (1.96 / 0.2)^2 = 96 units

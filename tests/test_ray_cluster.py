@@ -40,18 +40,7 @@ fakes = _load_fake()
 FakeComfy, GRAPH = fakes.FakeComfy, fakes.GRAPH
 
 
-@pytest.fixture
-def fake():
-    servers = []
-
-    def make(**kw):
-        srv = FakeComfy(**kw)
-        servers.append(srv)
-        return srv
-
-    yield make
-    for s in servers:
-        s.stop()
+fake = fakes.fake  # the client tests' fixture: imitation servers, stopped after the test
 
 
 def _jobs(spec="3.seed=0..19"):

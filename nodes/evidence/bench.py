@@ -361,17 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     blocks = {"bench-results": text, "bench-headline": headline(result)}
     if result.get("noise_timing"):
         blocks["noise-timing"] = noise_timing.markdown(result["noise_timing"])
-    (args.out / "bench.json").write_text(json.dumps(result, indent=2, default=_json_default), encoding="utf-8")
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2, default=common.json_default), encoding="utf-8")
     (args.out / "bench.md").write_text(text, encoding="utf-8")
     print(text)
     noise_timing.write_blocks(args.readme, blocks)
     return 0
 
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 if __name__ == "__main__":

@@ -126,3 +126,12 @@ def stat_correlation(values: np.ndarray, pairs: np.ndarray) -> float:
     if a.std() == 0:
         return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def json_default(o):
+    """``json.dumps(default=...)`` for bench results: numpy scalars as Python numbers, tuples as lists."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -48,7 +48,7 @@ import torch
 from .. import cli_args
 from ..local_comfy import host as comfy_host
 from ..methods import noise_awareness as na
-from . import harness
+from . import common, harness
 from .bench import progress_bar
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -866,13 +866,6 @@ def run(cfg: dict, quick: bool, seed: int = 0, comfy: bool = True, progress: boo
     return result
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = cli_args.parser("guidance-bench")
@@ -889,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(cfg, args.quick, args.seed, comfy=not args.no_comfy, progress=not args.no_progress)
     text = markdown(result)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "guidance.json").write_text(json.dumps(result, indent=1, default=_json_default), encoding="utf-8")
+    (args.out / "guidance.json").write_text(json.dumps(result, indent=1, default=common.json_default), encoding="utf-8")
     (args.out / "guidance.md").write_text(text, encoding="utf-8")
     print(text)
     if args.readme:

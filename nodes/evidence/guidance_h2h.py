@@ -59,8 +59,8 @@ import torch
 
 from .. import cli_args
 from ..methods import noise_awareness as na
+from . import common, harness
 from . import digits as dg
-from . import harness
 from .bench import progress_bar
 from .guidance_bench import DigitReference
 
@@ -574,13 +574,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = cli_args.parser("guidance-h2h")
@@ -606,7 +599,7 @@ def publish(result: dict, out: pathlib.Path, readmes: list[pathlib.Path],
             summaries: list[pathlib.Path] = ()) -> int:
     text = markdown(result)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "guidance_h2h.json").write_text(json.dumps(result, indent=1, default=_json_default), encoding="utf-8")
+    (out / "guidance_h2h.json").write_text(json.dumps(result, indent=1, default=common.json_default), encoding="utf-8")
     (out / "guidance_h2h.md").write_text(text, encoding="utf-8")
     print(text)
     from .noise_timing import replace_block

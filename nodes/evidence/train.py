@@ -82,6 +82,26 @@ def init_parameters(net: torch.nn.Module, gen: torch.Generator) -> None:
                 module.bias.uniform_(-bound, bound, generator=gen)
 
 
+def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), net.parameters(), strict=True):
+            if pm.requires_grad:
+                pe.lerp_(pm, 1 - decay)
+
+
+def _augment(x_train: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """Random training digits, the whole batch rolled by one random 1-pixel shift (keeps digits digit-like)."""
+    idx = torch.randint(0, x_train.shape[0], (batch,), generator=gen)
+    shift = torch.randint(-1, 2, (2,), generator=gen)
+    return torch.roll(x_train[idx], shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
+
+
+def _warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """100-step linear warm-up, then cosine decay to 0 over ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)) * min(1.0, (i + 1) / 100))
+
+
 def train(
     out_dir: pathlib.Path,
     steps: int = 20000,
@@ -105,16 +125,12 @@ def train(
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam([p for p in model.net.parameters() if p.requires_grad], lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)) * min(1.0, (i + 1) / 100))
+    sched = _warmup_cosine(opt, steps)
     gen = torch.Generator().manual_seed(seed + 1)
     model.net.train()
     running = 0.0
     for step in range(steps):
-        idx = torch.randint(0, x_train.shape[0], (batch,), generator=gen)
-        x0 = x_train[idx]
-        # Cheap augmentation that keeps digits digit-like: random 1-pixel shifts.
-        shift = torch.randint(-1, 2, (2,), generator=gen)
-        x0 = torch.roll(x0, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
+        x0 = _augment(x_train, batch, gen)
         ln_sigma = torch.randn(batch, generator=gen) * schedule["p_std"] + schedule["p_mean"]
         noise = torch.randn(x0.shape, generator=gen)
         loss = edm_loss(model, x0, ln_sigma.exp(), noise).mean()
@@ -122,10 +138,7 @@ def train(
         loss.backward()
         opt.step()
         sched.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.net.parameters(), strict=True):
-                if pm.requires_grad:
-                    pe.lerp_(pm, 1 - ema_decay)
+        _ema_update(ema, model.net, ema_decay)
         running += float(loss.detach())
         if log_every and (step + 1) % log_every == 0:
             print(f"step {step + 1}/{steps}  loss {running / log_every:.4f}  {time.perf_counter() - t0:.0f}s", flush=True)
@@ -178,19 +191,6 @@ def _save(out_dir: pathlib.Path, stem: str, net: torch.nn.Module, config: dict) 
     return config
 
 
-def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        for pe, pm in zip(ema.parameters(), net.parameters(), strict=True):
-            if pm.requires_grad:
-                pe.lerp_(pm, 1 - decay)
-
-
-def _augment(x_train: torch.Tensor, batch: int, gen: torch.Generator) -> torch.Tensor:
-    idx = torch.randint(0, x_train.shape[0], (batch,), generator=gen)
-    shift = torch.randint(-1, 2, (2,), generator=gen)
-    return torch.roll(x_train[idx], shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
-
-
 def train_level_dropout(
     out_dir: pathlib.Path,
     base_dir: pathlib.Path | None = None,
@@ -228,7 +228,7 @@ def train_level_dropout(
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(list(model.net.parameters()), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)) * min(1.0, (i + 1) / 100))
+    sched = _warmup_cosine(opt, steps)
     model.net.train()
     running = 0.0
     for step in range(steps):
@@ -294,7 +294,7 @@ def train_regressor(
     for p in ema.parameters():
         p.requires_grad_(False)
     opt = torch.optim.Adam(list(net.parameters()), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)) * min(1.0, (i + 1) / 100))
+    sched = _warmup_cosine(opt, steps)
     gen = torch.Generator().manual_seed(seed + 203)
     net.train()
     running = 0.0

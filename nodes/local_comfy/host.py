@@ -1,7 +1,7 @@
 """A real local ComfyUI with this pack: locate it, give it a tiny checkpoint, run it, talk to it over HTTP.
 
-Used by the e2e fixture ``comfy_server`` (``tests/conftest.py``), ``antithetic-sampling soak`` and
-``guidance-bench``: ``from antithetic_sampling.nodes.local_comfy.host import ComfyServer, discover``.
+Used by the test suite's e2e fixture ``comfy_server``, ``antithetic-sampling soak``, ``guidance-bench`` and the Ray
+engine of ``antithetic-queue``: ``from antithetic_sampling.nodes.local_comfy.host import ComfyServer, discover``.
 
 What it does
 ------------
