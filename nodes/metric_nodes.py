@@ -232,7 +232,7 @@ class PairDiversityMetric(io.ComfyNode):
 
 _DESIGN_OPTIONS = ["iid", "antithetic pairs", "groups of K", "RQMC replicates"]
 EXTRA_STATISTICS = ("CLIP similarity to reference", "per-image values")
-NOISE_COEFFICIENTS = 16  # lowest DCT coefficients of the initial noise reported per image (control variates)
+NOISE_COEFFICIENTS = 24  # lowest DCT coefficients of the initial noise reported per image (control variates)
 
 
 def interval_report(stat_label: str, r: ci.Interval, eff: ci.Efficiency, iid_hw: float, extra: str = "") -> str:

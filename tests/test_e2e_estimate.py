@@ -62,7 +62,7 @@ def _recompute(out, confidence=0.95):
     g = pairs.shape[0]
     hw = stats.t.ppf(0.5 + confidence / 2, g - 1) * pairs.std(ddof=1) / math.sqrt(g)
     c = np.concatenate(coefs).reshape(-1, 2, coefs[0].shape[1])
-    return recs, pairs, hw, c, np.asarray(prompts)
+    return recs, pairs, hw, c, np.asarray(prompts), v.reshape(-1, 2)
 
 
 def _run(wf, out, servers, *extra):
@@ -79,7 +79,7 @@ def test_estimate_interval_equals_recomputation_from_images(comfy_server, tmp_pa
     out = tmp_path / "out"
     assert _run(wf, out, [comfy_server.url], "--control-variates", "off") == 0
     res = json.loads((out / "estimate.json").read_text())
-    recs, pairs, hw, coefs, _ = _recompute(out)
+    recs, pairs, hw, coefs, _, _ = _recompute(out)
     assert res["reason"] == "budget spent" and res["images"] == 32 and res["units"] == 16 and len(recs) == 8
     assert len(res["stages"]) >= 2 and res["stages"][0]["images"] == 8  # pilot of 4 pairs, then a projected stage
     assert res["estimate"] == pytest.approx(pairs.mean(), rel=1e-12)
@@ -88,7 +88,7 @@ def test_estimate_interval_equals_recomputation_from_images(comfy_server, tmp_pa
     assert res["dof"] == 15 and res["iid_images_same_width"] > 0
     assert (out / res["plot"]).stat().st_size > 1000
     # the node's noise coefficients are those of antithetic pairs (z, -z): every pair sums to zero
-    assert coefs.shape == (16, 2, 16)
+    assert coefs.shape == (16, 2, 24)
     np.testing.assert_allclose(coefs[:, 0], -coefs[:, 1], atol=1e-5)
     assert np.abs(coefs).max() > 0.1
     m = Manifest(out / "manifest.jsonl")
@@ -110,8 +110,8 @@ def test_estimate_interval_equals_recomputation_from_images(comfy_server, tmp_pa
     shutil.copytree(out, out_cv)
     assert _run(wf, out_cv, [comfy_server.url], "--control-variates", "on") == 0
     cv = json.loads((out_cv / "estimate.json").read_text())
-    _, pairs, _, coefs, prompts = _recompute(out_cv)
-    ref, info = ncv.cross_fitted_interval(pairs, coefs, prompts, 0.95)
+    _, pairs, _, coefs, prompts, items = _recompute(out_cv)
+    ref, info = ncv.cross_fitted_interval(pairs, coefs, prompts, 0.95, item_values=items)
     assert cv["control_variates"] and cv["dof"] == 14 and cv["control_variate"]["folds"] == info["folds"]
     assert cv["estimate"] == pytest.approx(ref.estimate, rel=1e-9, abs=1e-12)
     assert cv["half_width"] == pytest.approx(ref.half_width, rel=1e-9)
@@ -154,7 +154,7 @@ def test_estimate_over_two_servers_with_one_stopped(comfy_server, tmp_path):
     assert stopped, "the second server was never stopped while the estimate ran"
     assert code == 0
     res = json.loads((out / "estimate.json").read_text())
-    recs, pairs, hw, _, _ = _recompute(out)
+    recs, pairs, hw, _, _, _ = _recompute(out)
     assert res["images"] == 48 and len(recs) == 12
     assert sorted(r["params"]["noise_seed"] for r in recs) == list(range(BASE_SEED + 1000, BASE_SEED + 1012))
     assert {r["server"] for r in recs} == {comfy_server.url, second.url}
@@ -182,7 +182,7 @@ def test_interval_node_per_image_values_and_width_ratio(comfy_server):
     out = ch.ComfyServer.outputs(hist)["interval"]
     assert out["values"] == pytest.approx(values)
     coefs = np.asarray(out["noise_coefficients"])
-    assert coefs.shape == (8, 16) and np.abs(coefs).max() > 0.1
+    assert coefs.shape == (8, 24) and np.abs(coefs).max() > 0.1
     text = out["text"][0]
     reps = np.asarray(values).reshape(2, 4).mean(axis=1)
     assert f"{reps.mean():.5g}" in text and "narrower than iid at the same N" in text

@@ -176,7 +176,7 @@ def test_detect_design_and_units_in_halves_layout():
     spec = est.detect_design(PROMPT)
     assert (spec.design, spec.unit_size, spec.layout, spec.batch, spec.units_per_prompt) == ("pairs", 2, "halves", 8, 4)
     vals = np.arange(8, dtype=float)  # halves: pairs are (0, 4), (1, 5), ...
-    means, _ = est.to_units(vals, None, spec)
+    means, _, _ = est.to_units(vals, None, spec)
     np.testing.assert_allclose(means, ci.unit_means(vals, "pairs", 2, "halves"))
     jobs = est.make_jobs(PROMPT, spec, 10, 3)
     assert [j.prompt["noise"]["inputs"]["noise_seed"] for j in jobs] == [10, 11, 12]
@@ -235,3 +235,71 @@ def test_prompt_data_reads_pngs_node_values_and_noise_coefficients(tmp_path):
     np.testing.assert_allclose(vals, np.arange(8))
     with pytest.raises(est.EstimateError, match="noise coefficients"):
         est.prompt_data({**rec, "ui": {}}, tmp_path, spec, "mean brightness", 0, 0.5, None, None, True)
+
+
+# ------------------------------------------------------------------ the principal-quadratic surrogate (default cv)
+
+def _planted(rng, g, k, m=24, noise=0.05):
+    """K-groups (sum zero, each member N(0, I)) of m coefficients and a statistic with a linear part and one
+    planted quadratic direction v: y = 0.3 + 0.5 c_0 + 0.2 ((vᵀc)² - 1) + noise."""
+    w = rng.standard_normal((g, k, m))
+    c = math.sqrt(k / (k - 1)) * (w - w.mean(axis=1, keepdims=True))
+    v = rng.standard_normal(m)
+    v /= np.linalg.norm(v)
+    y = 0.3 + 0.5 * c[..., 0] + 0.2 * ((c @ v) ** 2 - 1) + noise * rng.standard_normal((g, k))
+    return c, y, v
+
+
+def test_principal_quadratic_has_mean_zero_whatever_its_weights():
+    rng = np.random.default_rng(20)
+    v = np.linalg.qr(rng.standard_normal((24, 2)))[0]
+    h = ncv.PrincipalQuadratic(rng.standard_normal(16), v, np.array([3.0, -1.5]))
+    c = rng.standard_normal((200_000, 24))
+    vals = h(c)
+    assert abs(vals.mean()) < 4 * vals.std() / math.sqrt(c.shape[0])
+    assert h(c.reshape(1000, 200, 24)).shape == (1000, 200)  # leading axes kept
+
+
+def test_principal_quadratic_recovers_a_planted_direction_and_refinement_helps():
+    rng = np.random.default_rng(21)
+    close_m, close_r = [], []
+    for _ in range(10):
+        c, y, v = _planted(rng, 100, 4, noise=0.3)  # 400 images, noisy
+        mom = ncv.fit_principal_quadratic(y.reshape(-1), c.reshape(-1, 24), refine=False)
+        ref = ncv.fit_principal_quadratic(y.reshape(-1), c.reshape(-1, 24))
+        close_m.append(abs(mom.directions[:, 0] @ v))
+        close_r.append(abs(ref.directions[:, 0] @ v))
+        assert ref.linear[0] == pytest.approx(0.5, abs=0.1)
+        assert ref.eigenvalues[0] == pytest.approx(0.2, rel=0.3)
+    assert np.mean(close_r) > 0.95
+    assert np.mean(close_r) > np.mean(close_m)  # least squares sharpens the moment estimate
+
+
+def test_cross_fitted_principal_control_never_sees_its_own_fold():
+    rng = np.random.default_rng(22)
+    c, y, _ = _planted(rng, 64, 4)
+    folds = np.arange(64) // 2 % 8
+    c1, info = ncv.cross_fitted_principal_control(y, c, folds)
+    y2 = y.copy()
+    y2[folds == 0] += 100 * rng.standard_normal(((folds == 0).sum(), 4))
+    c2, _ = ncv.cross_fitted_principal_control(y2, c, folds)
+    np.testing.assert_allclose(c1[folds == 0], c2[folds == 0])
+    assert not np.allclose(c1[folds == 1], c2[folds == 1])
+    assert info["method"] == "principal" and info["quadratic_coefficients"] == 24
+
+
+def test_principal_interval_on_k_groups_narrower_and_covers():
+    """Inside K-groups the linear part cancels in every unit mean; the planted quadratic is what is left. The
+    cross-fitted control takes it out (narrower than the design alone) and the interval covers at a fixed size."""
+    rng = np.random.default_rng(23)
+    hits, ratio, reps, g = 0, [], 300, 40
+    for _ in range(reps):
+        c, y, _ = _planted(rng, g, 4)
+        res, info = ncv.cross_fitted_interval(y.mean(1), c, np.arange(g) // 2, item_values=y)
+        plain = ci.design_interval(y.reshape(-1), "groups", 4, "interleaved")
+        hits += res.low <= 0.3 <= res.high
+        ratio.append(res.half_width / plain.half_width)
+        assert res.dof == g - 2 and info["method"] == "principal"
+    assert 0.92 <= hits / reps <= 0.98  # nominal 0.95, binomial SE 0.013
+    assert np.median(ratio) < 0.5
+

@@ -15,8 +15,9 @@ values (``--value NODE.KEY``: a list with one number per image in that node's UI
 
 Control variates (``nodes.methods.noise_control_variates``): when the workflow's Confidence Interval (noise design)
 node gets the NOISE and the latent, it reports the lowest DCT coefficients of every image's initial noise; the
-estimate then uses a ridge surrogate on their degree-2 chaos, cross-fitted over prompts, as one control with β
-re-estimated (one more dof). ``--control-variates auto`` turns it on only for the designs where ``estimate-bench``
+estimate then fits a surrogate of the statistic on them (a linear part plus one principal quadratic direction,
+fitted on the images of the other prompts: cross-fitted) and uses it as one control with β re-estimated (one more
+dof); the surrogate's mean is exactly 0 under the noise law, so the estimate stays unbiased. ``--control-variates auto`` turns it on only for the designs where ``estimate-bench``
 measured a gain on held-out repetitions with coverage in 0.93-0.97 (``CV_DEFAULT``).
 
 Output in ``--out``: the images and ``manifest.jsonl`` (as for a batch, plus ``estimate`` records per stage and a
@@ -49,12 +50,17 @@ COEF_KEY = "noise_coefficients"
 # Where the cross-fitted noise control variate is on by default: set from `antithetic-sampling estimate-bench`
 # (tuning half of the repetitions; the held-out half is what its table reports). Keys: confidence design names.
 CV_DEFAULT = {"iid": False, "pairs": False, "groups": False, "replicates": False}
-# The stopping rule's defaults (Stein two-stage), chosen by estimate-bench on its tuning half (the cheapest setting
-# with coverage >= 0.93 for every design and target there; when none has, the one with the highest lowest coverage):
-# pilot units and the aim of the second stage (a fraction of the target).
-PILOT_UNITS = 8
-AIM = 1.0
-CV_MAX_GROWTH = 1.5  # with the control variate a stage grows the units at most 1.5x (its surrogate keeps learning)
+# The stopping rule's defaults (Stein two-stage), chosen per design and estimator (design alone / with the control
+# variate) by estimate-bench on its tuning half (the cheapest setting with coverage >= 0.93 at every target; when
+# none has, the one with the highest lowest coverage): (pilot units, aim of the second stage as a fraction of the
+# target), keyed by (design, control variate on).
+RULE_DEFAULTS = {
+    ("iid", False): (8, 1.0), ("iid", True): (8, 1.0),
+    ("pairs", False): (8, 1.0), ("pairs", True): (8, 1.0),
+    ("groups", False): (8, 1.0), ("groups", True): (8, 1.0),
+    ("replicates", False): (8, 1.0), ("replicates", True): (8, 1.0),
+}
+CV_MAX_GROWTH = 1.3  # with the control variate a stage grows the units at most 1.3x (its surrogate keeps learning)
 
 
 class EstimateError(SpecError):
@@ -213,24 +219,26 @@ def design_order(spec: DesignSpec) -> np.ndarray:
 
 
 def to_units(values: np.ndarray, coefs: np.ndarray | None, spec: DesignSpec):
-    """Per prompt: unit means [U] and the coefficients of every unit's images [U, K, M] (design layout)."""
+    """Per prompt: unit means [U], the coefficients of every unit's images [U, K, M] and their values [U, K]
+    (design layout)."""
     order = design_order(spec)
     k = spec.unit_size
-    means = values[order].reshape(-1, k).mean(axis=1)
+    items = values[order].reshape(-1, k)
     c = None if coefs is None else coefs[order].reshape(-1, k, coefs.shape[1])
-    return means, c
+    return items.mean(axis=1), c, items
 
 
 # ------------------------------------------------------------------------------------------ the estimate
 
 def interval_of(values: list[np.ndarray], coefs: list[np.ndarray] | None, spec: DesignSpec, confidence: float,
-                use_cv: bool, max_coefficients: int = 16) -> dict:
+                use_cv: bool) -> dict:
     """The interval of everything so far: the interval node's (unit means, t on G-1 dof) or the cross-fitted
     control-variate interval (t on G-2 dof). Also the per-image variance and the iid comparison."""
-    units, ucoef, prompts = [], [], []
+    units, ucoef, uitems, prompts = [], [], [], []
     for p, v in enumerate(values):
-        m, c = to_units(v, coefs[p] if coefs is not None else None, spec)
+        m, c, it = to_units(v, coefs[p] if coefs is not None else None, spec)
         units.append(m)
+        uitems.append(it)
         prompts.append(np.full(m.shape[0], p))
         if c is not None:
             ucoef.append(c)
@@ -249,7 +257,8 @@ def interval_of(values: list[np.ndarray], coefs: list[np.ndarray] | None, spec: 
            "item_variance": float(eff.item_variance), "efficiency_same_n": float(eff.efficiency),
            "control_variate": None}
     if use_cv:
-        cv, info = ncv.cross_fitted_interval(y, np.concatenate(ucoef), pr, confidence, max_coefficients)
+        cv, info = ncv.cross_fitted_interval(y, np.concatenate(ucoef), pr, confidence,
+                                             item_values=np.concatenate(uitems))
         out.update({"estimate": cv.estimate, "low": cv.low, "high": cv.high, "half_width": cv.half_width,
                     "std_error": cv.std_error, "dof": cv.dof, "t_quantile": cv.t_quantile,
                     "control_variate": {"beta": cv.beta, "r2": cv.r2, **info}})
@@ -325,11 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="images per prompt (default: the empty latent's batch_size)")
     p.add_argument("--control-variates", choices=("auto", "on", "off"), default="auto",
                    help="noise control variate: auto = on where estimate-bench measured a gain (default)")
-    p.add_argument("--pilot-units", type=int, default=PILOT_UNITS,
-                   help=f"independent units in the pilot, never the final sample (default {PILOT_UNITS}, chosen by "
-                        "estimate-bench)")
-    p.add_argument("--aim", type=float, default=AIM,
-                   help=f"size projected stages for aim x target (default {AIM:g}, chosen by estimate-bench)")
+    p.add_argument("--pilot-units", type=int, default=None,
+                   help="independent units in the pilot, never the final sample (default: per design and control "
+                        "variate, chosen by estimate-bench; see docs/estimate.md)")
+    p.add_argument("--aim", type=float, default=None,
+                   help="size projected stages for aim x target (default: per design and control variate, chosen "
+                        "by estimate-bench)")
     p.add_argument("--seed-start", type=int, default=0, help="noise_seed of prompt 0 (prompt i uses seed-start + i)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.INPUT=VALUE",
                    help="override an input of the workflow (as for a batch)")
@@ -381,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_estimate(args: argparse.Namespace) -> int:
-    rule = StoppingRule(args.target, args.target_rel, args.pilot_units, args.max_images, args.confidence, args.aim)
+    StoppingRule(args.target, args.target_rel, 8, args.max_images, args.confidence)  # usage errors before any I/O
     prompt = _load_prompt(args.workflow)
     for target, value in (parse_set(s) for s in args.sets):
         prompt[resolve_node(prompt, target.node)].setdefault("inputs", {})[target.input] = value
@@ -394,6 +404,10 @@ def run_estimate(args: argparse.Namespace) -> int:
         value_ref = (resolve_node(prompt, node), key)
     image_node = resolve_node(prompt, args.image_node) if args.image_node else None
     use_cv = {"on": True, "off": False, "auto": CV_DEFAULT.get(spec.design, False)}[args.control_variates]
+    default_pilot, default_aim = RULE_DEFAULTS.get((spec.design, use_cv), (8, 1.0))
+    pilot_units = args.pilot_units if args.pilot_units is not None else default_pilot
+    aim = args.aim if args.aim is not None else default_aim
+    rule = StoppingRule(args.target, args.target_rel, pilot_units, args.max_images, args.confidence, aim)
     stat_label = f"value {args.value}" if args.value else args.statistic
     servers = [normalize_url(s) for s in (args.server or ["http://127.0.0.1:8188"])]
     out = Path(args.out)
@@ -402,8 +416,8 @@ def run_estimate(args: argparse.Namespace) -> int:
           f"{'on' if use_cv else 'off'}", file=sys.stderr, flush=True)
     dof_loss = 2 if use_cv else 1
     if use_cv:
-        rule = StoppingRule(args.target, args.target_rel, args.pilot_units, args.max_images, args.confidence,
-                            args.aim, CV_MAX_GROWTH)
+        rule = StoppingRule(args.target, args.target_rel, pilot_units, args.max_images, args.confidence, aim,
+                            CV_MAX_GROWTH)
     dec = decide(rule, 0, spec.unit_size, None, None, dof_loss, upp)
     stages: list[dict] = []
     runner = None
@@ -475,7 +489,8 @@ def summary_text(r: dict) -> str:
     ]
     cv = r.get("control_variate")
     if cv:
-        lines.append(f"control variate: R² {cv['r2']:.2f}, β {cv['beta']:.3g}, {cv['coefficients']} noise "
-                     f"coefficients ({cv['features']} chaos features), {cv['folds']} folds over prompts; design alone "
+        lines.append(f"control variate: R² {cv['r2']:.2f}, β {cv['beta']:.3g}, surrogate linear in "
+                     f"{cv['linear_coefficients']} + one quadratic direction in {cv['quadratic_coefficients']} noise "
+                     f"coefficients, {cv['folds']} folds over prompts; design alone "
                      f"±{r['design_interval']['half_width']:.3g}")
     return "\n".join(lines)

@@ -23,6 +23,24 @@ so the surrogate used for a unit never saw that unit. Only one control (the surr
 regression: with few units per batch several raw controls overfit. Inside antithetic pairs and K-groups the odd
 (linear) features cancel exactly in every unit mean; the even ones carry what is left.
 
+The default surrogate (``method="principal"``, :func:`fit_principal_quadratic`) is fitted on the *images*, not
+the unit means, and spends its parameters where a few hundred images can pin them down. Stein's identity for
+c ~ N(0, I) says that the degree-2 chaos part of any statistic S is cᵀAc - tr A with
+
+    2A = E[S(c) (c cᵀ - I)]                                    (second-order Stein identity),
+
+so A is estimated by a moment, from the residual r of S after its linear (odd) part bᵀc (ridge, so the large odd
+part of a single image does not swamp the even signal). Only the eigen-direction of Â with the largest |λ| is kept,
+then refined by least squares (Gauss-Newton from the moment estimate, as in phase retrieval: the moment is a
+good start but a noisy estimate): minimise Σ_i (r_i - a - s((wᵀq_i)² - |w|²))², s = sign λ, q = c_{1..m}. So
+
+    h(c) = bᵀ c_{1..L} + λ ((vᵀ c_{1..m})² - 1),    λ = s|w|², v = w/|w|,    E[h] = 0 exactly for any b, λ, v,
+
+because vᵀc ~ N(0, 1). On the digits model the brightness left inside antithetic units is mostly one such
+quadratic direction over the ~24 lowest frequencies, which ~150 ridge weights on 16 coefficients learned too
+slowly (``antithetic-sampling estimate-bench`` prints both surrogates' held-out R² against the images fitted on). Fitting on images also uses the
+K different noises inside a K-group or RQMC replicate, which a unit mean averages away.
+
 Pure numpy; no torch, no ComfyUI.
 """
 
@@ -39,6 +57,9 @@ __all__ = [
     "chaos_features",
     "control_variate_interval",
     "cross_fitted_control",
+    "cross_fitted_principal_control",
+    "fit_principal_quadratic",
+    "PrincipalQuadratic",
     "dct_matrix",
     "low_frequency_dct",
     "ridge_fit",
@@ -164,6 +185,158 @@ def cross_fitted_control(unit_features: np.ndarray, unit_values: np.ndarray, fol
     return out
 
 
+# the principal-quadratic surrogate's shape (chosen on the tuning half of ``estimate-bench``): a linear part on the
+# 16 lowest coefficients, the quadratic moment on the 24 lowest, one principal direction
+LINEAR_COEFFICIENTS = 16
+QUADRATIC_COEFFICIENTS = 24
+QUADRATIC_RANK = 1
+
+
+@dataclass(frozen=True)
+class PrincipalQuadratic:
+    """h(c) = bᵀ c_{1..L} + Σ_k λ_k ((v_kᵀ c_{1..m})² - 1): mean exactly 0 for iid N(0, 1) coefficients."""
+
+    linear: np.ndarray  # b [L]
+    directions: np.ndarray  # V [m, r], orthonormal columns
+    eigenvalues: np.ndarray  # λ [r]
+
+    def __call__(self, coefficients) -> np.ndarray:
+        c = np.asarray(coefficients, dtype=np.float64)
+        lead = c.shape[:-1]
+        c = c.reshape(-1, c.shape[-1])
+        n_lin, n_quad = self.linear.shape[0], self.directions.shape[0]
+        h = c[:, :n_lin] @ self.linear
+        if self.eigenvalues.size:
+            h = h + (((c[:, :n_quad] @ self.directions) ** 2 - 1.0) @ self.eigenvalues)
+        return h.reshape(lead)
+
+
+class _QuadMoments:
+    """Sums over images that the principal-quadratic fit needs, additive over images (so a cross-fitting fold's
+    training moments are the totals minus the fold's own): n, Σx, Σy, XᵀX, Xᵀy, Σy² of the linear block x =
+    c_{1..L}; Σ y qqᵀ and Σ qqᵀ of the quadratic block q = c_{1..m}; Σ x_j qqᵀ (third moments, for the residual)."""
+
+    def __init__(self, y: np.ndarray, c: np.ndarray, n_lin: int, n_quad: int):
+        x, q = c[:, :n_lin], c[:, :n_quad]
+        qq = q[:, :, None] * q[:, None, :]
+        self.parts = [float(len(y)), x.sum(0), float(y.sum()), x.T @ x, x.T @ y, float(y @ y),
+                      np.einsum("n,nij->ij", y, qq), qq.sum(0), np.einsum("nl,nij->lij", x, qq)]
+
+    @staticmethod
+    def fit(parts, rank: int) -> PrincipalQuadratic | None:
+        n, sx, sy, xx, xy, yy, syqq, sqq, sxqq = parts
+        if n < 4:
+            return None
+        b = _ridge_from_moments(int(n), sx, sy, xx, xy, yy)
+        # residual r = y - a - bᵀx with the intercept a = ȳ - bᵀx̄ (Σ r = 0, so the -I of (qqᵀ - I) drops out)
+        a = sy / n - float(b @ sx) / n
+        srqq = syqq - a * sqq - np.tensordot(b, sxqq, axes=1)
+        amat = srqq / (2.0 * n)
+        e, v = np.linalg.eigh((amat + amat.T) / 2)
+        keep = np.argsort(-np.abs(e))[:rank]
+        return PrincipalQuadratic(b, v[:, keep], e[keep])
+
+
+REFINE_MIN_IMAGES = 64  # below this many training images the moment estimate is kept as it is
+REFINE_ITERATIONS = 20
+
+
+def refine_principal_quadratic(fit: PrincipalQuadratic, item_values: np.ndarray,
+                               item_coefficients: np.ndarray) -> PrincipalQuadratic:
+    """Least-squares refinement of a rank-1 fit's quadratic part (the linear part b is kept): Levenberg-Marquardt
+    on w = √|λ| v and an intercept a, minimising Σ (r_i - a - s((wᵀq_i)² - |w|²))², r = y - ȳ - bᵀ(x - x̄),
+    starting from the moment estimate. Returns the start unchanged when there are too few images or no step
+    lowers the residual."""
+    y = np.asarray(item_values, dtype=np.float64).reshape(-1)
+    c = np.asarray(item_coefficients, dtype=np.float64).reshape(y.shape[0], -1)
+    lam0 = float(fit.eigenvalues[0]) if fit.eigenvalues.size else 0.0
+    if y.shape[0] < REFINE_MIN_IMAGES or lam0 == 0.0:
+        return fit
+    n_lin, n_quad = fit.linear.shape[0], fit.directions.shape[0]
+    x, q = c[:, :n_lin], c[:, :n_quad]
+    r = y - y.mean() - (x - x.mean(0)) @ fit.linear
+    sgn = 1.0 if lam0 > 0 else -1.0
+    p = np.concatenate([fit.directions[:, 0] * math.sqrt(abs(lam0)), [0.0]])
+
+    def resid(p):
+        w, a = p[:-1], p[-1]
+        return sgn * ((q @ w) ** 2 - w @ w) + a - r
+
+    cur = resid(p)
+    cost = float(cur @ cur)
+    mu = 1e-3
+    for _ in range(REFINE_ITERATIONS):
+        w = p[:-1]
+        jac = np.empty((q.shape[0], p.shape[0]))
+        jac[:, :-1] = 2.0 * sgn * ((q @ w)[:, None] * q - w[None, :])
+        jac[:, -1] = 1.0
+        jtj, jtr = jac.T @ jac, jac.T @ cur
+        before = cost
+        improved = False
+        for _ in range(8):
+            step = np.linalg.solve(jtj + mu * np.diag(np.diag(jtj) + 1e-12), -jtr)
+            new = resid(p + step)
+            new_cost = float(new @ new)
+            if new_cost < cost:
+                p, cur, cost, mu, improved = p + step, new, new_cost, mu / 3.0, True
+                break
+            mu *= 10.0
+        if not improved or cost > before * (1 - 1e-9):
+            break
+    w = p[:-1]
+    norm2 = float(w @ w)
+    if not (norm2 > 0 and math.isfinite(norm2)):
+        return fit
+    return PrincipalQuadratic(fit.linear, (w / math.sqrt(norm2))[:, None], np.array([sgn * norm2]))
+
+
+def fit_principal_quadratic(item_values, item_coefficients, linear: int = LINEAR_COEFFICIENTS,
+                            quadratic: int = QUADRATIC_COEFFICIENTS, rank: int = QUADRATIC_RANK,
+                            refine: bool = True) -> PrincipalQuadratic:
+    """The principal-quadratic surrogate fitted on images: values [N], coefficients [N, M] (iid N(0, 1) each).
+    ``refine=False``: the moment estimate alone (rank > 1 is never refined)."""
+    y = np.asarray(item_values, dtype=np.float64).reshape(-1)
+    c = np.asarray(item_coefficients, dtype=np.float64)
+    c = c.reshape(-1, c.shape[-1])
+    if c.shape[0] != y.shape[0]:
+        raise ValueError(f"item_coefficients: {c.shape[0]} rows for {y.shape[0]} values")
+    n_lin, n_quad = min(linear, c.shape[1]), min(quadratic, c.shape[1])
+    fit = _QuadMoments.fit(_QuadMoments(y, c, n_lin, n_quad).parts, rank)
+    if fit is None:
+        raise ValueError(f"item_values: the surrogate needs at least 4 images, got {y.shape[0]}")
+    return refine_principal_quadratic(fit, y, c) if rank == 1 and refine else fit
+
+
+def cross_fitted_principal_control(item_values, item_coefficients, folds, linear: int = LINEAR_COEFFICIENTS,
+                                   quadratic: int = QUADRATIC_COEFFICIENTS,
+                                   rank: int = QUADRATIC_RANK) -> tuple[np.ndarray, dict]:
+    """Control C_g = mean over unit g's images of h_{-f(g)}(c), the principal-quadratic surrogate fitted (moment,
+    then least squares) on the images of all *other* folds. item_values [G, K], item_coefficients [G, K, M], folds [G]. Mean exactly 0."""
+    yv = np.asarray(item_values, dtype=np.float64)
+    c = np.asarray(item_coefficients, dtype=np.float64)
+    g, k = yv.shape
+    if c.shape[:2] != (g, k):
+        raise ValueError(f"item_coefficients: shape {c.shape} does not match item_values {yv.shape}")
+    n_lin, n_quad = min(linear, c.shape[2]), min(quadratic, c.shape[2])
+    f = np.asarray(folds)
+    keys = np.unique(f)
+    parts = {kk: _QuadMoments(yv[f == kk].reshape(-1), c[f == kk].reshape(-1, c.shape[2]), n_lin, n_quad).parts
+             for kk in keys}
+    tot = [sum(p[i] for p in parts.values()) for i in range(9)]
+    out = np.zeros(g)
+    for kk in keys:
+        fit = _QuadMoments.fit([tot[i] - parts[kk][i] for i in range(9)], rank)
+        if fit is None:
+            continue
+        m = f == kk
+        if rank == 1:
+            fit = refine_principal_quadratic(fit, yv[~m].reshape(-1), c[~m].reshape(-1, c.shape[2]))
+        out[m] = fit(c[m]).mean(axis=1)
+    info = {"method": "principal", "linear_coefficients": n_lin, "quadratic_coefficients": n_quad, "rank": rank,
+            "features": n_lin + rank}
+    return out, info
+
+
 @dataclass(frozen=True)
 class ControlVariateInterval:
     estimate: float
@@ -237,15 +410,30 @@ def chaos_columns(m_full: int, m: int) -> np.ndarray:
 
 def cross_fitted_interval(unit_values, item_coefficients, prompts, confidence: float = 0.95,
                           max_coefficients: int = 16, n_folds: int = 8,
-                          unit_features: np.ndarray | None = None) -> tuple[ControlVariateInterval, dict]:
+                          unit_features: np.ndarray | None = None, item_values=None,
+                          method: str | None = None) -> tuple[ControlVariateInterval, dict]:
     """The full control-variate estimate of one run: folds = prompt index mod ``n_folds`` (prompts never split),
-    surrogate on the chaos of the m lowest DCT coefficients (m from :func:`coefficients_for`), one control,
-    β re-estimated in the batch, Student-t on G - 2 dof. ``item_coefficients``: [G, K, M] per image of every unit
-    (or None with ``unit_features`` = :func:`unit_chaos` of all M coefficients, precomputed)."""
+    one control, β re-estimated in the batch, Student-t on G - 2 dof.
+
+    ``method="principal"`` (the default when ``item_values`` [G, K] are given): the principal-quadratic surrogate
+    fitted on the images (:func:`cross_fitted_principal_control`). ``method="chaos"``: a ridge on the unit means
+    of the degree-2 chaos of the m lowest DCT coefficients (m from :func:`coefficients_for`; the earlier default,
+    kept for the bench's comparison). ``item_coefficients``: [G, K, M] per image of every unit (for ``chaos`` also
+    None with ``unit_features`` = :func:`unit_chaos` of all M coefficients, precomputed)."""
     y = np.asarray(unit_values, dtype=np.float64)
     p = np.asarray(prompts)
     folds = p % n_folds if np.unique(p).size > n_folds else p
     n_f = np.unique(folds).size
+    method = method or ("principal" if item_values is not None else "chaos")
+    if method == "principal":
+        if item_values is None or item_coefficients is None:
+            raise ValueError("item_values: the principal surrogate is fitted on images: give item_values [G, K] "
+                             "and item_coefficients [G, K, M]")
+        control, info = cross_fitted_principal_control(item_values, item_coefficients, folds)
+        res = control_variate_interval(y, control, confidence)
+        return res, {**info, "coefficients": info["quadratic_coefficients"], "folds": int(n_f)}
+    if method != "chaos":
+        raise ValueError(f"method: 'principal' or 'chaos', got {method!r}")
     train = int(len(y) * (n_f - 1) / max(1, n_f))
     if unit_features is None:
         m_full = min(max_coefficients, np.asarray(item_coefficients).shape[2])
@@ -257,4 +445,4 @@ def cross_fitted_interval(unit_values, item_coefficients, prompts, confidence: f
         feats = unit_features[:, chaos_columns(m_full, m)]
     control = cross_fitted_control(feats, y, folds)
     res = control_variate_interval(y, control, confidence)
-    return res, {"coefficients": m, "features": feats.shape[1], "folds": int(n_f)}
+    return res, {"method": "chaos", "coefficients": m, "features": feats.shape[1], "folds": int(n_f)}
