@@ -34,7 +34,7 @@ EVIDENCE := docs/evidence.md
 bench: setup
 	$(BIN)/antithetic-sampling bench --readme $(EVIDENCE) --readme README.md
 	$(BIN)/antithetic-sampling metric-bench --readme $(EVIDENCE)
-	$(BIN)/antithetic-sampling estimate-bench --readme $(EVIDENCE)
+	$(BIN)/antithetic-sampling estimate-bench --readme $(EVIDENCE) --summary README.md
 	$(BIN)/antithetic-sampling guidance-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling guidance-h2h --readme $(EVIDENCE) --summary README.md --summary docs/guidance.md
 

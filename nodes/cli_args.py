@@ -176,6 +176,8 @@ def _estimate_bench() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"),
                     help="output folder for the pools, JSON and markdown (default bench_out)")
     ap.add_argument("--readme", type=pathlib.Path, help="rewrite the estimate-results block of this README")
+    ap.add_argument("--summary", type=pathlib.Path, action="append", default=[],
+                    help="rewrite the estimate-headline block (the tightest brightness target) of this file; repeatable")
     ap.add_argument("--render-only", action="store_true",
                     help="rerun nothing: rewrite the markdown (and --readme block) from OUT/estimate_bench.json")
     return ap

@@ -303,3 +303,23 @@ def test_principal_interval_on_k_groups_narrower_and_covers():
     assert 0.92 <= hits / reps <= 0.98  # nominal 0.95, binomial SE 0.013
     assert np.median(ratio) < 0.5
 
+
+
+def test_client_defaults_are_the_bench_choices_published_in_the_evidence():
+    """`antithetic-queue estimate`'s defaults (control variate on/off, pilot and aim per design and estimator) are
+    the ones estimate-bench chose on its tuning repetitions and printed under its table in docs/evidence.md."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "evidence.md").read_text(encoding="utf-8")
+    block = text.split("<!-- BEGIN:estimate-results -->")[1].split("<!-- END:estimate-results -->")[0]
+    design_of = {"iid (RandomNoise)": "iid", "antithetic pairs": "pairs", "K-groups K=4": "groups",
+                 "Sobol RQMC (n=8)": "replicates"}
+    on = block.split("Control variate on by default for: ")[1].split(". Command")[0]
+    for label, design in design_of.items():
+        assert est.CV_DEFAULT[design] == (label in on), label
+    labels = "|".join(re.escape(k) for k in design_of)
+    found = re.findall(rf"({labels})( \+ cv)?: [^→]*→ chosen pilot (\d+), aim (\d+(?:\.\d+)?)", block)
+    assert len(found) == 8
+    for label, cv, pilot, aim in found:
+        assert est.RULE_DEFAULTS[(design_of[label], bool(cv))] == (int(pilot), float(aim)), (label, cv)

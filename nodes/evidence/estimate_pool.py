@@ -6,7 +6,7 @@ the lowest DCT coefficients of the image's initial noise z (the control-variate 
 estimate procedure then draw whole units from the pool with replacement: that is exact iid sampling of units from
 the pool's empirical law, whose mean (the pool mean) is the truth the coverage is measured against.
 
-Cached as ``<out>/estimate_pool/<design>_<images>_<steps>_<seed>.npz``.
+Cached as ``<out>/estimate_pool/<design>_<images>_<steps>_<seed>_c<coefficients>.npz``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import time
 import numpy as np
 
 POOL_DESIGNS = ("iid", "antithetic", "k4", "rqmc")
-COEFFICIENTS = 16
+COEFFICIENTS = 24  # the principal-quadratic surrogate reads the 24 lowest
 CHUNK = 8192
 
 
 def pool_path(out: pathlib.Path, design: str, images: int, steps: int, seed: int) -> pathlib.Path:
-    return pathlib.Path(out) / "estimate_pool" / f"{design}_{images}_{steps}_{seed}.npz"
+    return pathlib.Path(out) / "estimate_pool" / f"{design}_{images}_{steps}_{seed}_c{COEFFICIENTS}.npz"
 
 
 def build_pool(design_name: str, images: int, steps: int = 10, seed: int = 0, points: int = 8,
