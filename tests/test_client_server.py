@@ -506,7 +506,9 @@ def test_progress_share_never_goes_back_with_several_progress_nodes(tmp_path):
 
 def test_cli_sigint_cancels_only_own_prompts(fake, tmp_path):
     """A real SIGINT to the console command: exit 130, manifest kept, our pending prompts deleted."""
-    srv = fake(step_time=0.05)
+    # slow enough prompts (30 x 3 steps x 0.2 s) that the signal lands mid-run even on a loaded machine: with 0.05 s
+    # the whole sweep once finished before the poll below saw two prompts done
+    srv = fake(step_time=0.2)
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(GRAPH))
     srv.pending.append(("foreign", GRAPH, "other"))
