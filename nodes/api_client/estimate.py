@@ -407,7 +407,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     default_pilot, default_aim = RULE_DEFAULTS.get((spec.design, use_cv), (8, 1.0))
     pilot_units = args.pilot_units if args.pilot_units is not None else default_pilot
     aim = args.aim if args.aim is not None else default_aim
-    rule = StoppingRule(args.target, args.target_rel, pilot_units, args.max_images, args.confidence, aim)
+    # with the control variate a stage grows at most CV_MAX_GROWTH x (its surrogate keeps learning)
+    rule = StoppingRule(args.target, args.target_rel, pilot_units, args.max_images, args.confidence, aim,
+                        CV_MAX_GROWTH if use_cv else None)
     stat_label = f"value {args.value}" if args.value else args.statistic
     servers = [normalize_url(s) for s in (args.server or ["http://127.0.0.1:8188"])]
     out = Path(args.out)
@@ -415,9 +417,6 @@ def run_estimate(args: argparse.Namespace) -> int:
     print(f"design: {spec.label()}, {spec.batch} images = {upp} unit(s) per prompt; control variate "
           f"{'on' if use_cv else 'off'}", file=sys.stderr, flush=True)
     dof_loss = 2 if use_cv else 1
-    if use_cv:
-        rule = StoppingRule(args.target, args.target_rel, pilot_units, args.max_images, args.confidence, aim,
-                            CV_MAX_GROWTH)
     dec = decide(rule, 0, spec.unit_size, None, None, dof_loss, upp)
     stages: list[dict] = []
     runner = None

@@ -380,6 +380,17 @@ def verify_manifest(path: Path, out_dir: Path, n_jobs: int, images_per_job: int,
     }
 
 
+def requeue_analysis(recs: list[dict], done: dict, killed: dict | None):
+    """After a server was killed: (prompt id -> job of every prompt we queued, the requeue records, the prompts of
+    ours the killed server held (running or pending), those of them neither requeued nor finished under that id)."""
+    by_pid = {r["prompt_id"]: r["job"] for r in recs if r["status"] == "queued" and r.get("prompt_id")}
+    requeued = [r for r in recs if r["status"] == "requeued"]
+    lost = [pid for pid in (killed or {}).get("running", []) + (killed or {}).get("pending", []) if pid in by_pid]
+    requeued_ids = {r.get("prompt_id") for r in requeued}
+    not_requeued = [pid for pid in lost if pid not in requeued_ids and done.get(by_pid[pid], {}).get("prompt_id") != pid]
+    return by_pid, requeued, lost, not_requeued
+
+
 def server_alive(srv: Any, ours: set[str]) -> tuple[bool, str]:
     """The process runs, answers /system_stats, and holds none of our prompts."""
     if srv.proc is None or srv.proc.poll() is not None:
@@ -487,12 +498,7 @@ def phase_failover(ctx: dict, checks: list[dict], single: dict | None) -> dict:
               "not killed" if killed is None else f"killed after {killed['done_at_kill']}/{n}, rc {killed['returncode']}")
         res = verify_manifest(out / "manifest.jsonl", out, n, ctx["images_per_job"], ctx["metric_node"], checks)
         recs, done = res.pop("_records"), res["_done"]
-        by_pid = {r["prompt_id"]: r["job"] for r in recs if r["status"] == "queued" and r.get("prompt_id")}
-        requeued = [r for r in recs if r["status"] == "requeued"]
-        # the prompts B held when it died
-        lost = [pid for pid in (killed or {}).get("running", []) + (killed or {}).get("pending", []) if pid in by_pid]
-        not_requeued = [pid for pid in lost if pid not in {r.get("prompt_id") for r in requeued}
-                        and done.get(by_pid[pid], {}).get("prompt_id") != pid]
+        by_pid, requeued, lost, not_requeued = requeue_analysis(recs, done, killed)
         check(checks, "phase 2: the prompts on the killed server were requeued", not not_requeued,
               f"{len(not_requeued)} of {len(lost)} not requeued")
         wrong = [r["index"] for r in requeued if done.get(r["job"], {}).get("server") != a.url]
@@ -577,11 +583,7 @@ def phase_ray(ctx: dict, checks: list[dict], single: dict | None) -> dict:
     run = next((r for r in reversed(m.records) if r.get("type") == "run" and r.get("ray")), {})
     actors = {a["label"]: a for a in (run.get("ray") or {}).get("actors", [])}
     victim = (actors.get(RAY_VICTIM) or {}).get("server")
-    by_pid = {r["prompt_id"]: r["job"] for r in recs if r["status"] == "queued" and r.get("prompt_id")}
-    requeued = [r for r in recs if r["status"] == "requeued"]
-    lost = [pid for pid in (killed or {}).get("running", []) + (killed or {}).get("pending", []) if pid in by_pid]
-    not_requeued = [pid for pid in lost if pid not in {r.get("prompt_id") for r in requeued}
-                    and done.get(by_pid[pid], {}).get("prompt_id") != pid]
+    _, requeued, lost, not_requeued = requeue_analysis(recs, done, killed)
     check(checks, "phase 3 (Ray): the prompts of the killed ComfyUI were requeued", not not_requeued,
           f"{len(not_requeued)} of {len(lost)} not requeued")
     wrong = [r["index"] for r in requeued if done.get(r["job"], {}).get("server") == victim]

@@ -35,7 +35,7 @@ from ..methods.sequential_estimation import StoppingRule, decide, iid_images_for
 from .estimate_pool import POOL_DESIGNS, load_or_build
 
 LABELS = {"iid": "iid (RandomNoise)", "antithetic": "antithetic pairs", "k4": "K-groups K=4",
-          "rqmc": "Sobol RQMC (n=8)", "k8": "K-groups K=8"}
+          "rqmc": "Sobol RQMC (n=8)"}
 TARGETS = (("brightness", 0.005), ("brightness", 0.002), ("brightness", 0.001), ("energy", 0.002))
 PROMPT_IMAGES = 8
 CONFIDENCE = 0.95
@@ -133,7 +133,7 @@ def surrogate_ceiling(u: dict, images: int, test_units: int = CEILING_TEST_UNITS
     w = ncv.ridge_fit(u["feats"][:n_train][:, cols].astype(np.float64), u["y"][:n_train])
     chaos = r2(u["feats"][-test_units:][:, cols].astype(np.float64) @ w)
     fit = ncv.fit_principal_quadratic(u["items"][:n_train].reshape(-1), u["coefs"][:n_train].reshape(n_train * k, -1))
-    principal = r2(fit(u["coefs"][-test_units:].astype(np.float64)).mean(axis=1))
+    principal = r2(fit(u["coefs"][-test_units:]).mean(axis=1))
     return {"images": int(n_train * k), "units": int(n_train), "chaos_coefficients": int(m), "r2": principal,
             "r2_chaos": chaos, "variance_factor": 1.0 / max(1e-12, 1.0 - principal)}
 
