@@ -36,7 +36,7 @@ The whole module runs as a matrix of cells (pytest ids ``[bundled-canvas]`` ...;
   renderer draws no node badges or colours at all (not even the frontend's own) and attaches no DOM widgets, so
   only start-up and the missing-node check run there; the rest skips with that reason.
 * ``newest-canvas`` / ``newest-vue``: ``comfyui-frontend-package`` ``NEWEST_FRONTEND`` (exact pin, override with
-  ``$ANTITHETIC_NEWEST_FRONTEND``) installed by ``host.ensure_frontend`` (``pip install --no-deps --target`` into
+  ``$ANTITHETIC_NEWEST_FRONTEND``) installed by ``ensure_frontend`` (nodes/local_comfy/frontend.py) (``pip install --no-deps --target`` into
   the cache, nothing else touched) and served by a second server with ``--front-end-root``; canvas and the Vue
   renderer ("Nodes 2.0"). Skips with the reason when pip cannot fetch it or the checkout lacks
   ``--front-end-root``.
@@ -76,8 +76,10 @@ sync_api = pytest.importorskip(
 )
 
 from antithetic_sampling.nodes.api_client.example_workflows import CATEGORY_COLORS  # noqa: E402
-from antithetic_sampling.nodes.local_comfy import host  # noqa: E402
-from antithetic_sampling.nodes.local_comfy.host import CHECKPOINT_NAME, PACK_FOLDER  # noqa: E402
+from antithetic_sampling.nodes.local_comfy.errors import ComfyUnavailable  # noqa: E402
+from antithetic_sampling.nodes.local_comfy.frontend import ensure_frontend  # noqa: E402
+from antithetic_sampling.nodes.local_comfy.paths import CHECKPOINT_NAME, PACK_FOLDER  # noqa: E402
+from antithetic_sampling.nodes.local_comfy.server import ComfyServer  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WF = ROOT / "workflows"
@@ -249,11 +251,11 @@ def newest_server(comfy_server, tmp_path_factory):
     if "--front-end-root" not in cenv.server_flags:
         pytest.skip(f"newest frontend: ComfyUI {cenv.version} has no --front-end-root")
     try:
-        static = host.ensure_frontend(NEWEST_FRONTEND)
-    except host.ComfyUnavailable as e:
+        static = ensure_frontend(NEWEST_FRONTEND)
+    except ComfyUnavailable as e:
         pytest.skip(f"newest frontend: {e}")
     base = tmp_path_factory.mktemp("comfy_newest")
-    server = host.ComfyServer(cenv, base, comfy_server.checkpoint_path, extra_args=["--front-end-root", str(static)])
+    server = ComfyServer(cenv, base, comfy_server.checkpoint_path, extra_args=["--front-end-root", str(static)])
     # Newer frontends check a loaded workflow's model files against the server's lists and warn about missing
     # ones (1.27 does not). The shipped workflows name real models (SD1.5, SDXL, SD3.5 and its text encoders);
     # on this server they exist as placeholders (links to the tiny checkpoint, never loaded: the run switches to

@@ -18,7 +18,8 @@ from antithetic_sampling.nodes.api_client.cli import main as cli_main
 from antithetic_sampling.nodes.api_client.client import BatchRunner
 from antithetic_sampling.nodes.api_client.jobs import build_jobs, parse_sweep
 from antithetic_sampling.nodes.api_client.manifest import Manifest
-from antithetic_sampling.nodes.local_comfy import host as ch
+from antithetic_sampling.nodes.local_comfy import txt2img_graph as t2i
+from antithetic_sampling.nodes.local_comfy.paths import CHECKPOINT_NAME
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +56,7 @@ def _graph(server, steps: int = 2, batch: int = BATCH, metrics: bool = True) -> 
         extra["interval"] = {"class_type": "NoiseDesignConfidenceInterval", "inputs": inputs}
     noise = {"class_type": "AntitheticLatentNoise",
              "inputs": {"noise_seed": BASE_SEED, "group_size": 2, "layout": "interleaved"}}
-    return ch.txt2img_graph(noise=noise, batch_size=batch, width=64, height=64, steps=steps,
+    return t2i.txt2img_graph(noise=noise, batch_size=batch, width=64, height=64, steps=steps,
                             filename_prefix="e2e_client", extra_nodes=extra)
 
 
@@ -80,7 +81,7 @@ def test_seed_sweep_collects_every_image_and_metric(comfy_server, tmp_path):
     digests = set()
     for rec in done.values():
         assert rec["server"] == comfy_server.url and rec["prompt_id"]
-        saved = [f for f in rec["files"] if f["node"] == ch.SAVE]
+        saved = [f for f in rec["files"] if f["node"] == t2i.SAVE]
         assert len(saved) == BATCH
         for f in saved:
             img = Image.open(out / f["path"])
@@ -124,7 +125,7 @@ def test_resume_after_interruption_loses_nothing_repeats_nothing(comfy_server, t
     rerun_queued = {r["job"] for r in m.job_records("queued") if r["run"] == second_run_id(m)}
     assert not rerun_queued & set(done_first)  # nothing finished in the first run was queued again
     for r in done_records:
-        assert len([f for f in r["files"] if f["node"] == ch.SAVE]) == BATCH
+        assert len([f for f in r["files"] if f["node"] == t2i.SAVE]) == BATCH
         for f in r["files"]:
             assert (out / f["path"]).is_file()
 
@@ -135,8 +136,8 @@ def second_run_id(m: Manifest) -> str:
 
 def test_broken_workflow_gives_per_node_error(comfy_server, tmp_path, capsys):
     graph = _graph(comfy_server, metrics=False)
-    graph[ch.CHECKPOINT]["inputs"]["ckpt_name"] = "no_such_model.safetensors"
-    graph[ch.SIGMAS]["inputs"]["steps"] = 100000
+    graph[t2i.CHECKPOINT]["inputs"]["ckpt_name"] = "no_such_model.safetensors"
+    graph[t2i.SIGMAS]["inputs"]["steps"] = 100000
     wf = _write(tmp_path, graph)
     code = cli_main([str(wf), "--server", comfy_server.url, "--out", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
@@ -180,7 +181,7 @@ def _ui_workflow() -> dict:
         node(1, "CheckpointLoaderSimple", outputs=[{"name": "MODEL", "type": "MODEL", "links": [1]},
                                                    {"name": "CLIP", "type": "CLIP", "links": [2, 3]},
                                                    {"name": "VAE", "type": "VAE", "links": [9]}],
-             widgets=[ch.CHECKPOINT_NAME]),
+             widgets=[CHECKPOINT_NAME]),
         node(2, "CLIPTextEncode", [{"name": "clip", "type": "CLIP", "link": 2}], widgets=["a lighthouse"]),
         node(3, "CLIPTextEncode", [{"name": "clip", "type": "CLIP", "link": 3}], widgets=["blurry"]),
         node(4, "EmptyLatentImage", widgets=[64, 64, 1]),

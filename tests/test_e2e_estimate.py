@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 from antithetic_sampling.nodes.api_client.cli import main as cli_main
 from antithetic_sampling.nodes.api_client.manifest import Manifest
-from antithetic_sampling.nodes.local_comfy import host as ch
+from antithetic_sampling.nodes.local_comfy import txt2img_graph as t2i
+from antithetic_sampling.nodes.local_comfy.server import ComfyServer
+from antithetic_sampling.nodes.local_comfy.tiny_checkpoint import ensure_checkpoint
 from antithetic_sampling.nodes.methods import noise_control_variates as ncv
 from scipy import stats
 
@@ -38,7 +40,7 @@ def _graph() -> dict:
         "noise": "@noise", "latent": "@latent"}}
     noise = {"class_type": "AntitheticLatentNoise",
              "inputs": {"noise_seed": BASE_SEED, "group_size": 2, "layout": "interleaved"}}
-    return ch.txt2img_graph(noise=noise, batch_size=BATCH, width=64, height=64, steps=2,
+    return t2i.txt2img_graph(noise=noise, batch_size=BATCH, width=64, height=64, steps=2,
                             filename_prefix="e2e_estimate", extra_nodes={"interval": interval})
 
 
@@ -50,7 +52,7 @@ def _recompute(out, confidence=0.95):
     recs = sorted(done.values(), key=lambda r: r["params"]["noise_seed"])
     values, coefs, prompts = [], [], []
     for p, rec in enumerate(recs):
-        files = [f for f in rec["files"] if f["node"] == ch.SAVE and f["type"] == "output"]
+        files = [f for f in rec["files"] if f["node"] == t2i.SAVE and f["type"] == "output"]
         assert len(files) == BATCH
         for f in files:
             rgb = np.asarray(Image.open(out / f["path"]).convert("RGB"), dtype=np.float64) / 255.0
@@ -118,9 +120,9 @@ def test_estimate_interval_equals_recomputation_from_images(comfy_server, tmp_pa
 
 
 def test_estimate_over_two_servers_with_one_stopped(comfy_server, tmp_path):
-    cenv = ch.discover()
-    ckpt, _ = ch.ensure_checkpoint(cenv)
-    second = ch.ComfyServer(cenv, tmp_path / "second", ckpt)
+    cenv = comfy_server.env
+    ckpt, _ = ensure_checkpoint(cenv)
+    second = ComfyServer(cenv, tmp_path / "second", ckpt)
     second.start()
     wf = tmp_path / "wf.json"
     g = _graph()
@@ -176,10 +178,10 @@ def test_interval_node_per_image_values_and_width_ratio(comfy_server):
     noise = {"class_type": "SobolRQMCLatentBatch", "inputs": {"noise_seed": BASE_SEED + 5000, "points_per_replicate": 4,
                                                                 "mode": "auto", "spectral_coefficients": 64,
                                                                 "antithetic": False}}
-    g = ch.txt2img_graph(noise=noise, batch_size=8, width=64, height=64, steps=2, filename_prefix="e2e_est_node",
+    g = t2i.txt2img_graph(noise=noise, batch_size=8, width=64, height=64, steps=2, filename_prefix="e2e_est_node",
                          extra_nodes={"scores": scores, "interval": interval})
     hist = comfy_server.run(g)
-    out = ch.ComfyServer.outputs(hist)["interval"]
+    out = ComfyServer.outputs(hist)["interval"]
     assert out["values"] == pytest.approx(values)
     coefs = np.asarray(out["noise_coefficients"])
     assert coefs.shape == (8, 24) and np.abs(coefs).max() > 0.1

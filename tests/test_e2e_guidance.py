@@ -150,7 +150,7 @@ def test_antithetic_noise_input_mirrors_step_noise(comfy_server, comfy_graph):
 
 
 def test_bad_inputs_are_named(comfy_server, comfy_graph):
-    from antithetic_sampling.nodes.local_comfy.host import ComfyError
+    from antithetic_sampling.nodes.local_comfy.errors import ComfyError
 
     extra = {"guided": {"class_type": "NoiseAwarenessGuidedKSampler",
                         "inputs": {**_ksampler_inputs(41), **_awareness(1.0, start=0.5, end=2.0)}},

@@ -9,7 +9,7 @@ refused with an error naming the input.
 from __future__ import annotations
 
 import pytest
-from antithetic_sampling.nodes.local_comfy import host as ch
+from antithetic_sampling.nodes.local_comfy.errors import ComfyError, execution_error
 
 pytestmark = pytest.mark.e2e
 
@@ -94,9 +94,9 @@ def test_reference_of_another_size_is_refused(comfy_server, comfy_graph):
             "inputs": {"images": "@image", "pairing": "interleaved", "group_size": 2, "reference": ["small_ref", 0]},
         },
     }
-    with pytest.raises(ch.ComfyError) as err:
+    with pytest.raises(ComfyError) as err:
         comfy_server.run(_graph(comfy_graph, 11, extra))
-    data = ch.execution_error(err.value)
+    data = execution_error(err.value)
     assert data.get("node_type") == "PairDiversityMetric"
     assert "reference" in data.get("exception_message", "")
     assert "(64, 64, 3)" in data["exception_message"] and "(32, 32, 3)" in data["exception_message"]

@@ -1,6 +1,6 @@
 """Foundation e2e: the pack loads in a real ComfyUI and its NOISE / SAMPLER nodes run through ``POST /prompt``.
 
-Uses the session fixture ``comfy_server`` (tests/conftest.py, nodes/local_comfy/host.py): a ComfyUI ``--cpu`` server
+Uses the session fixture ``comfy_server`` (tests/conftest.py, nodes/local_comfy/server.py): a ComfyUI ``--cpu`` server
 with the pack symlinked into ``custom_nodes`` and a tiny random-weight SD1.5-layout checkpoint. Skipped, with
 the reason, when no ComfyUI checkout is found. Weights are random, so only the plumbing is checked: node
 registration, schema, that workflows execute and return the right number of images, and our error messages.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from antithetic_sampling.nodes.local_comfy.host import ComfyError, execution_error
+from antithetic_sampling.nodes.local_comfy.errors import ComfyError, execution_error
 
 pytestmark = pytest.mark.e2e
 

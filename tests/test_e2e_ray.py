@@ -29,7 +29,6 @@ from antithetic_sampling.nodes.api_client import soak
 from antithetic_sampling.nodes.api_client.client import BatchRunner
 from antithetic_sampling.nodes.api_client.jobs import build_jobs, parse_set
 from antithetic_sampling.nodes.api_client.manifest import Manifest
-from antithetic_sampling.nodes.local_comfy import host as ch
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'antithetic-sampling[ray]')")
 
@@ -43,11 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cenv():
-    try:
-        return ch.discover()
-    except ch.ComfyUnavailable as e:
-        pytest.skip(f"e2e: {e}")
+def cenv(comfy_env):
+    return comfy_env
 
 
 def _graph(seed: int) -> dict:

@@ -15,18 +15,13 @@ import json
 import pytest
 from antithetic_sampling.nodes.api_client import soak
 from antithetic_sampling.nodes.api_client.manifest import Manifest
-from antithetic_sampling.nodes.local_comfy import host as ch
 
 README = "intro\n\n<!-- BEGIN:soak-results -->\n(old table)\n<!-- END:soak-results -->\n\nrest\n"
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_soak_quick_every_prompt_exactly_once(tmp_path):
-    try:
-        ch.discover()
-    except ch.ComfyUnavailable as e:
-        pytest.skip(f"e2e: {e}")
+def test_soak_quick_every_prompt_exactly_once(comfy_env, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README, encoding="utf-8")
     out = tmp_path / "soak"

@@ -17,7 +17,7 @@ import time
 import pytest
 from antithetic_sampling.nodes.api_client.convert import convert_ui_to_api
 from antithetic_sampling.nodes.api_client.workflow_builder import link_type_errors
-from antithetic_sampling.nodes.local_comfy.host import PACK_FOLDER
+from antithetic_sampling.nodes.local_comfy.paths import PACK_FOLDER
 from antithetic_sampling.nodes.local_comfy.tiny_workflow import output_nodes, shrink_for_tiny
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,5 @@
-"""The e2e launcher's preflight (nodes/local_comfy/host.py): requirements from the checkout, flags from --help.
+"""The e2e launcher's preflight (nodes/local_comfy/preflight.py, checkout.py): requirements from the checkout,
+flags from --help; and how the suite reports a missing ComfyUI (one short skip line, the full reason once).
 
 No ComfyUI needed: a fake checkout in a temporary folder and the probe's answer as data. One test runs the real
 probe when a checkout is there (skips otherwise).
@@ -6,8 +7,16 @@ probe when a checkout is there (skips otherwise).
 
 from __future__ import annotations
 
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
 import pytest
-from antithetic_sampling.nodes.local_comfy import host
+from antithetic_sampling.nodes.local_comfy import preflight
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 REQUIREMENTS = """\
 comfyui-frontend-package==1.27.10
@@ -29,7 +38,7 @@ spandrel
 
 
 def test_parse_requirements_reads_names_specifiers_and_the_essential_section():
-    reqs = host.parse_requirements(REQUIREMENTS)
+    reqs = preflight.parse_requirements(REQUIREMENTS)
     assert [r.name for r in reqs] == [
         "comfyui-frontend-package", "torch", "torchvision", "torchaudio", "numpy", "PyYAML", "Pillow", "soundfile",
         "av", "kornia", "spandrel",
@@ -42,10 +51,10 @@ def test_parse_requirements_reads_names_specifiers_and_the_essential_section():
 
 
 def test_module_names_of_distributions_not_installed():
-    assert host.module_guesses("PyYAML") == ["yaml"]
-    assert host.module_guesses("Pillow") == ["PIL"]
-    assert host.module_guesses("comfyui-frontend-package") == ["comfyui_frontend_package"]
-    assert host.module_guesses("Some.Dist_name") == ["some_dist_name"]
+    assert preflight.module_guesses("PyYAML") == ["yaml"]
+    assert preflight.module_guesses("Pillow") == ["PIL"]
+    assert preflight.module_guesses("comfyui-frontend-package") == ["comfyui_frontend_package"]
+    assert preflight.module_guesses("Some.Dist_name") == ["some_dist_name"]
 
 
 def _probe(**dists):
@@ -57,7 +66,7 @@ def _info(installed, modules, missing=(), version_ok=True):
 
 
 def test_only_essential_requirements_imported_at_start_up_block():
-    reqs = host.parse_requirements(REQUIREMENTS)
+    reqs = preflight.parse_requirements(REQUIREMENTS)
     probe = _probe(**{
         "comfyui-frontend-package": _info("1.58.1", ["comfyui_frontend_package"], version_ok=False),
         "torch": _info("2.13.0", ["torch", "functorch"]),
@@ -72,7 +81,7 @@ def test_only_essential_requirements_imported_at_start_up_block():
         "spandrel": _info("0.4", ["spandrel"]),
     })
     startup = {"torch", "numpy", "yaml", "PIL", "av", "torchvision", "spandrel", "kornia"}
-    checks = {c.requirement.name: c for c in host.check_requirements(reqs, probe, startup)}
+    checks = {c.requirement.name: c for c in preflight.check_requirements(reqs, probe, startup)}
     assert [n for n, c in checks.items() if c.blocking] == ["numpy"]
     assert "not installed" in checks["numpy"].note
     assert "stands in" in checks["torchvision"].note and not checks["torchvision"].blocking
@@ -86,9 +95,9 @@ def test_only_essential_requirements_imported_at_start_up_block():
 def test_a_missing_requirement_of_the_pack_itself_blocks():
     """matplotlib is imported by the pack's nodes, not by ComfyUI's start-up: still blocking, with the fix named."""
     reqs = [r.__class__(r.name, r.specifier, r.essential, r.line, pack=True)
-            for r in host.parse_requirements("numpy>=1.25\nmatplotlib>=3.7\n")]
+            for r in preflight.parse_requirements("numpy>=1.25\nmatplotlib>=3.7\n")]
     probe = _probe(numpy=_info("2.1", ["numpy"]), matplotlib=_info(None, ["matplotlib"], ["matplotlib"]))
-    checks = {c.requirement.name: c for c in host.check_requirements(reqs, probe, startup=set())}
+    checks = {c.requirement.name: c for c in preflight.check_requirements(reqs, probe, startup=set())}
     assert checks["matplotlib"].blocking and "requirements.txt" in checks["matplotlib"].note
     assert not checks["numpy"].blocking
 
@@ -109,7 +118,7 @@ def test_startup_imports_follow_the_checkout_from_main(tmp_path):
     (tmp_path / "execution.py").write_text("import torch\n")
     (tmp_path / "comfy_extras").mkdir()
     (tmp_path / "comfy_extras" / "nodes_audio.py").write_text("import torchaudio\n")
-    found = host.startup_imports(tmp_path)
+    found = preflight.startup_imports(tmp_path)
     assert {"os", "numpy", "yaml", "aiohttp", "PIL", "torch"} <= found
     assert not found & {"optional_thing", "lazy_dep", "torchaudio", "comfy", "app", "execution"}
 
@@ -125,13 +134,30 @@ def test_startup_imports_follow_the_checkout_from_main(tmp_path):
     ],
 )
 def test_launch_flags_follow_what_main_py_lists(flags, expected):
-    assert host.launch_flags(flags) == expected
+    assert preflight.launch_flags(flags) == expected
 
 
-def test_discover_on_the_real_checkout():
-    try:
-        cenv = host.discover()
-    except host.ComfyUnavailable as e:
-        pytest.skip(f"e2e: {e}")
+def test_discover_on_the_real_checkout(comfy_env):
+    cenv = comfy_env
     assert {"--cpu", "--base-directory", "--port"} <= set(cenv.server_flags)
     assert set(cenv.launch_flags) <= set(cenv.server_flags) | {"sqlite:///:memory:"}
+
+
+@pytest.mark.slow
+def test_without_comfyui_the_skip_is_reported_once_and_short(tmp_path):
+    """Every e2e test skips with one short reason, folded into one summary line; the full reason is printed once."""
+    env = {**os.environ, "COMFYUI_PATH": str(tmp_path / "no-comfyui-here"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e",
+         "tests/test_e2e_metrics.py", "tests/test_e2e_noise.py", "tests/test_local_comfy_preflight.py"],
+        cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=900,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    skipped = [ln for ln in out.splitlines() if ln.startswith("SKIPPED")]
+    assert len(skipped) == 1, skipped
+    assert re.match(r"SKIPPED \[(\d+)\] tests/conftest\.py:\d+: e2e: no usable ComfyUI", skipped[0]), skipped[0]
+    assert int(re.search(r"\[(\d+)\]", skipped[0]).group(1)) > 10  # tests of three files, folded into one line
+    assert len(skipped[0]) < 160
+    assert out.count(str(tmp_path / "no-comfyui-here")) == 1  # the full reason, once
+    assert "e2e skipped: no ComfyUI checkout at" in out

@@ -119,13 +119,8 @@ print("@@RESULT@@" + json.dumps(res))
 
 
 @pytest.fixture(scope="module")
-def sampler_results():
-    from antithetic_sampling.nodes.local_comfy import host as comfy_host
-
-    try:
-        cenv = comfy_host.discover()
-    except comfy_host.ComfyUnavailable as e:
-        pytest.skip(f"needs ComfyUI: {e}")
+def sampler_results(comfy_env):
+    cenv = comfy_env
     proc = subprocess.run(
         [cenv.python, "-c", SCRIPT, str(ROOT)],
         cwd=str(cenv.comfy_path), env=cenv.env, capture_output=True, text=True, timeout=600,

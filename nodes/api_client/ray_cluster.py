@@ -11,7 +11,7 @@ Division of labour:
   Ctrl-C, the error messages and the failover (at most ``--max-in-flight`` prompts per server, the least loaded
   live one first, the prompts of a dead server requeued on the others). A prompt is never retried by Ray itself
   (``max_task_retries=0``): the driver requeues it, on another actor, and writes that in the manifest.
-- **An actor** (:class:`ComfyActor`) starts ComfyUI with the pack's launcher (``nodes/local_comfy/host.py``),
+- **An actor** (:class:`ComfyActor`) starts ComfyUI with the pack's launcher (``nodes/local_comfy/server.py``),
   relays HTTP requests and websocket messages to it, and exits when its ComfyUI process dies, so that Ray
   restarts it with a fresh ComfyUI (empty queue: nothing it held can run twice). The driver gives the restarted
   actor prompts again once it answers (``RayServer.comeback``).
@@ -89,7 +89,7 @@ class ComfyActor:
         self.label = label
         self.client_id = client_id
         self.spec = spec
-        self.server = None  # host.ComfyServer we started
+        self.server = None  # ComfyServer we started
         self.warnings: list[str] = []
         self.started = time.time()
         # one folder per actor, one subfolder per incarnation (Ray restarts run __init__ again)
@@ -113,7 +113,10 @@ class ComfyActor:
         threading.Thread(target=self._watchdog, daemon=True, name="comfy-watchdog").start()
 
     def _start(self) -> str:
-        from ..local_comfy import host
+        from ..local_comfy.checkout import discover
+        from ..local_comfy.errors import ComfyUnavailable
+        from ..local_comfy.server import ComfyServer
+        from ..local_comfy.tiny_checkpoint import ensure_checkpoint
 
         spec = self.spec
         # --comfyui / --comfyui-python win; without them each node's own environment decides
@@ -122,16 +125,15 @@ class ComfyActor:
         if spec.get("python"):
             os.environ["COMFYUI_PYTHON"] = str(spec["python"])
         try:
-            cenv = host.discover()
-        except host.ComfyUnavailable as exc:
+            cenv = discover()
+        except ComfyUnavailable as exc:
             raise RuntimeError(f"{self.label}: {exc}") from None
         extra = list(spec.get("extra_args") or [])
         if spec.get("test_checkpoint"):
-            ckpt, _ = host.ensure_checkpoint(cenv)
-            srv = host.ComfyServer(cenv, self.base, ckpt, extra_args=extra, cpu=not spec.get("gpu"))
+            ckpt, _ = ensure_checkpoint(cenv)
+            srv = ComfyServer(cenv, self.base, ckpt, extra_args=extra, cpu=not spec.get("gpu"))
         else:
-            srv = host.ComfyServer(cenv, self.base, None, extra_args=extra, cpu=not spec.get("gpu"),
-                                   checkout_folders=True)
+            srv = ComfyServer(cenv, self.base, None, extra_args=extra, cpu=not spec.get("gpu"), checkout_folders=True)
         srv.start(timeout=spec.get("start_timeout"))
         bad = srv.pack_import_problems()
         if bad:

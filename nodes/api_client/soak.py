@@ -28,7 +28,7 @@ Writes ``OUT/soak.json``, ``OUT/soak.md``, the manifests and downloaded images (
 ``soak-results``. ``--quick``: 6 prompts (the e2e test). Exit status 0 when every check passed, 1 when one failed,
 2 when ComfyUI is not available or the arguments are wrong.
 
-It starts its own servers with the pack's local launcher ``nodes/local_comfy/host.py`` (ComfyUI at
+It starts its own servers with the pack's local launcher ``nodes/local_comfy/`` (ComfyUI at
 ``$COMFYUI_PATH`` or ``~/comfy/ComfyUI``, its python at ``$COMFYUI_PYTHON``). Only those servers are contacted.
 """
 
@@ -56,8 +56,11 @@ from types import ModuleType
 from typing import Any
 
 from ..cli_args import plain
-from ..local_comfy import host as ch
 from ..local_comfy import tiny_workflow as wt
+from ..local_comfy.checkout import discover
+from ..local_comfy.errors import ComfyUnavailable
+from ..local_comfy.server import ComfyServer
+from ..local_comfy.tiny_checkpoint import ensure_checkpoint
 from .cli import main as queue_main
 from .manifest import Manifest
 
@@ -776,10 +779,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         graph = soak_workflow(wt)
         try:
-            cenv = ch.discover()
-        except ch.ComfyUnavailable as exc:
+            cenv = discover()
+        except ComfyUnavailable as exc:
             raise SoakError(f"ComfyUI is not available: {exc}") from None
-        ckpt, ckpt_s = ch.ensure_checkpoint(cenv)
+        ckpt, ckpt_s = ensure_checkpoint(cenv)
     except SoakError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -793,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def start_server(name: str):
         _say(f"soak: starting ComfyUI '{name}' ({cenv.comfy_path}, {cenv.python}) ...")
-        srv = ch.ComfyServer(cenv, bases / name, ckpt)
+        srv = ComfyServer(cenv, bases / name, ckpt)
         srv.start()
         bad = srv.pack_import_problems()
         if bad:

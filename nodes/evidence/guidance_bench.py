@@ -46,7 +46,9 @@ import numpy as np
 import torch
 
 from .. import cli_args
-from ..local_comfy import host as comfy_host
+from ..local_comfy.checkout import discover
+from ..local_comfy.errors import ComfyUnavailable
+from ..local_comfy.tiny_checkpoint import ensure_checkpoint
 from ..methods import noise_awareness as na
 from . import common, harness
 from .bench import progress_bar
@@ -589,11 +591,11 @@ def comfy_worker(spec: dict) -> dict:  # pragma: no cover - runs inside the Comf
 def run_comfy(cfg: dict, timeout: float = 1800.0) -> dict:
     """Run :func:`comfy_worker` in the ComfyUI python; {"skipped": reason} when ComfyUI is not available."""
     try:
-        cenv = comfy_host.discover()
-    except comfy_host.ComfyUnavailable as e:
+        cenv = discover()
+    except ComfyUnavailable as e:
         return {"skipped": str(e)}
     try:
-        ckpt, _ = comfy_host.ensure_checkpoint(cenv)
+        ckpt, _ = ensure_checkpoint(cenv)
     except Exception as e:  # noqa: BLE001 - any failure here is a reason to skip this part, not the bench
         return {"skipped": f"could not build the tiny checkpoint: {e}"}
     spec = {**cfg["comfy"], "checkpoint": str(ckpt), "configs": comfy_configs(cfg["comfy"]["cfg"])}
@@ -804,7 +806,7 @@ def comfy_lines(cm: dict | None) -> list[str]:
         return [f"ComfyUI comparison skipped: {cm.get('skipped') or cm.get('error')}"]
     sp = cm["spec"]
     lines = [
-        f"**ComfyUI {cm['comfyui']}**, tiny random SD1.5 checkpoint (`nodes/local_comfy/host.py`), `--cpu`, 1 thread "
+        f"**ComfyUI {cm['comfyui']}**, tiny random SD1.5 checkpoint (`nodes/local_comfy/tiny_checkpoint_builder.py`), `--cpu`, 1 thread "
         f"({cm['cores']} cores on the machine, shared: wall times are indicative), {sp['size']}×{sp['size']} px, "
         f"batch {sp['batch']}, {sp['steps']} steps `{sp['sampler']}`/`{sp['scheduler']}`, cfg {sp['cfg']:g}, "
         f"median of {sp['repeats']} interleaved runs in one process. Model evaluations are counted at the UNet "
