@@ -17,6 +17,9 @@ ComfyUI's own sources up to about 0.38) and reduce to the old behaviour on older
 * ``CFGGuider.outer_sample`` / ``inner_sample`` gained ``latent_shapes`` (and ``sample()`` packs nested latents):
   the pack's guider overrides neither, so core's own signatures run unchanged; ``guider_overrides`` lets a test
   check that it stays that way.
+* ``schema_options`` - fields that ``comfy_api``'s ``io.Schema`` gained after the oldest supported core (such as
+  ``search_aliases``, the extra names the node search matches) are passed only where the schema class has them,
+  read from its dataclass fields; on an older core the node is defined without them.
 
 Import-light: nothing from ``comfy`` is imported at module import time, so the pure parts of the pack (and their
 tests) never need a ComfyUI checkout.
@@ -24,6 +27,7 @@ tests) never need a ComfyUI checkout.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any
 
@@ -111,6 +115,27 @@ def guider_overrides(guider_cls) -> set[str]:
     mro = guider_cls.__mro__
     own = mro[:mro.index(base)] if base in mro else mro
     return {n for n in names if any(n in vars(c) for c in own)}
+
+
+# ----------------------------------------------------------------------------------------- V3 schema
+
+
+def schema_fields(schema_cls: type) -> frozenset[str]:
+    """The keyword arguments ``schema_cls`` (``comfy_api``'s ``io.Schema``, a dataclass) accepts."""
+    if dataclasses.is_dataclass(schema_cls):
+        return frozenset(f.name for f in dataclasses.fields(schema_cls) if f.init)
+    return frozenset(n for n in inspect.signature(schema_cls).parameters if n != "self")
+
+
+def schema_options(schema_cls: type, **optional: Any) -> dict[str, Any]:
+    """The entries of ``optional`` that this core's ``schema_cls`` has a field for; the others are dropped.
+
+    For fields newer cores added to ``io.Schema`` (``search_aliases``): ``io.Schema(node_id=..., ...,
+    **schema_options(io.Schema, search_aliases=[...]))`` gives the node its aliases where the core knows the field and
+    defines it exactly as before where it does not (``io.Schema`` rejects an unknown keyword).
+    """
+    have = schema_fields(schema_cls)
+    return {k: v for k, v in optional.items() if k in have}
 
 
 # ----------------------------------------------------------------------------------------- latents

@@ -53,6 +53,7 @@ from .methods.noise_awareness import (
     model_sigma_for_ve_level,
     sure_probe_state,
 )
+from .search_aliases import SEARCH_ALIASES
 
 CATEGORY = "antithetic/guidance"
 PAPER = (
@@ -457,6 +458,7 @@ class NoiseAwarenessGuider(io.ComfyNode):
             node_id="NoiseAwarenessGuider",
             display_name="Noise Awareness Guider",
             category=CATEGORY,
+            **comfy_compat.schema_options(io.Schema, search_aliases=SEARCH_ALIASES["NoiseAwarenessGuider"]),
             description=(
                 "GUIDER for SamplerCustomAdvanced: CFG plus a training-free Noise Awareness Guidance correction. At "
                 "each step inside the band it estimates the noise level the state actually carries and, when that "
@@ -490,6 +492,7 @@ class NoiseAwarenessGuidedKSampler(io.ComfyNode):
             node_id="NoiseAwarenessGuidedKSampler",
             display_name="NAG Guided KSampler (Noise Awareness Guidance)",
             category=CATEGORY,
+            **comfy_compat.schema_options(io.Schema, search_aliases=SEARCH_ALIASES["NoiseAwarenessGuidedKSampler"]),
             description=(
                 "KSampler with training-free Noise Awareness Guidance: the KSampler's inputs plus the guidance "
                 "strength, band, clamp and level estimator, and an optional NOISE input (Antithetic / Sobol noise "
@@ -516,6 +519,7 @@ class NoiseShiftProbe(io.ComfyNode):
             node_id="NoiseShiftProbe",
             display_name="Noise Shift Probe",
             category=CATEGORY,
+            **comfy_compat.schema_options(io.Schema, search_aliases=SEARCH_ALIASES["NoiseShiftProbe"]),
             description=(
                 "Runs a KSampler-style sampling and measures, at every step, the ratio sigma_hat/sigma between the "
                 "noise level each state actually carries (estimated with the chosen level estimator, one extra "

@@ -13,9 +13,11 @@ import torch
 from comfy_api.latest import io, ui
 from scipy import stats
 
+from . import comfy_compat
 from .methods import confidence as ci
 from .methods import diversity as dv
 from .methods import plots
+from .search_aliases import SEARCH_ALIASES
 
 CATEGORY = "antithetic/metrics"
 PAPER = "Jia et al., 'Antithetic Noise in Diffusion Models', ICLR 2026 (arXiv 2506.06185)"
@@ -131,6 +133,7 @@ class PairDiversityMetric(io.ComfyNode):
             node_id="PairDiversityMetric",
             display_name="Pair Diversity Metric",
             category=CATEGORY,
+            **comfy_compat.schema_options(io.Schema, search_aliases=SEARCH_ALIASES["PairDiversityMetric"]),
             is_output_node=True,
             description=(
                 "How different the images of a batch are, pair by pair: Pearson correlation (standard and centered, "
@@ -318,6 +321,7 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
             node_id="NoiseDesignConfidenceInterval",
             display_name="Confidence Interval (noise design)",
             category=CATEGORY,
+            **comfy_compat.schema_options(io.Schema, search_aliases=SEARCH_ALIASES["NoiseDesignConfidenceInterval"]),
             is_output_node=True,
             description=(
                 "Estimate a per-image statistic (brightness, a channel mean, the fraction of bright pixels, or the "

@@ -10,9 +10,11 @@ import logging
 
 from comfy_api.latest import io
 
+from . import comfy_compat
 from .methods.antithetic import LAYOUTS, MAX_GROUP_SIZE
 from .methods.sobol_rqmc import MAX_POINTS_PER_REPLICATE, MAX_SPECTRAL_COEFFICIENTS, MODES, is_power_of_two
 from .noise_objects import AntitheticNoiseGenerator, SobolRQMCNoiseGenerator
+from .search_aliases import SEARCH_ALIASES
 
 log = logging.getLogger("antithetic_sampling")
 
@@ -38,6 +40,7 @@ class AntitheticLatentNoise(io.ComfyNode):
             node_id="AntitheticLatentNoise",
             display_name="Antithetic Latent Noise",
             category=CATEGORY,
+            **comfy_compat.schema_options(io.Schema, search_aliases=SEARCH_ALIASES["AntitheticLatentNoise"]),
             description=(
                 "Initial noise in antithetic groups: pairs (z, -z) or K-groups sqrt(K/(K-1))(w_i - mean w) with "
                 "pairwise correlation -1/(K-1). Every image keeps exactly the ordinary N(0, I) starting noise, but the "
@@ -92,6 +95,7 @@ class SobolRQMCLatentBatch(io.ComfyNode):
             node_id="SobolRQMCLatentBatch",
             display_name="Sobol RQMC Latent Batch",
             category=CATEGORY,
+            **comfy_compat.schema_options(io.Schema, search_aliases=SEARCH_ALIASES["SobolRQMCLatentBatch"]),
             description=(
                 "Randomised quasi-Monte Carlo initial noise: scrambled Sobol' points mapped through the inverse normal "
                 "CDF. The batch is R replicates x n points; replicates are independent scramblings, so replicate means "

@@ -23,6 +23,7 @@ from . import comfy_compat
 from .methods.antithetic import LAYOUTS, MAX_GROUP_SIZE, validate_design
 from .methods.step_noise import MirroredStepNoise
 from .noise_objects import recall_batch_index
+from .search_aliases import SEARCH_ALIASES
 
 CATEGORY = "antithetic/sampling"
 
@@ -87,6 +88,7 @@ class AntitheticSampler(io.ComfyNode):
             node_id="AntitheticSampler",
             display_name="Antithetic Sampler (mirrored step noise)",
             category=CATEGORY,
+            **comfy_compat.schema_options(io.Schema, search_aliases=SEARCH_ALIASES["AntitheticSampler"]),
             description=(
                 "A SAMPLER for SamplerCustomAdvanced whose per-step noise is mirrored inside antithetic groups, so "
                 "pairs started from Antithetic Latent Noise (wired to the same SamplerCustomAdvanced's noise input) "

@@ -8,6 +8,7 @@ transcription of newer core's ``common_ksampler``. No ComfyUI checkout needed.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 import types
@@ -439,3 +440,49 @@ def test_probe_noise_is_keyed_per_item(newer_core):
     assert keys[1:] == gn.item_keys(noise[1:], torch.zeros(2, 4, 8, 8)) and len(set(keys)) == 3
     nested = gn.item_keys(FakeNested([noise, noise[:, :1]]), None)
     assert len(set(nested)) == 3 and nested != gn.item_keys(noise, None)
+
+
+# ----------------------------------------------------------------------------- V3 schema fields
+
+
+@dataclasses.dataclass
+class NewerSchema:
+    """io.Schema of a core with ``search_aliases`` (a dataclass field, as in newer comfy_api/latest/_io.py)."""
+
+    node_id: str
+    display_name: str = None
+    category: str = "sd"
+    search_aliases: list[str] = dataclasses.field(default_factory=list)
+    is_output_node: bool = False
+
+
+@dataclasses.dataclass
+class OlderSchema:
+    """io.Schema of a core without the field: passing it would raise TypeError."""
+
+    node_id: str
+    display_name: str = None
+    category: str = "sd"
+    is_output_node: bool = False
+
+
+def test_schema_options_pass_search_aliases_where_the_schema_has_the_field():
+    opts = cc.schema_options(NewerSchema, search_aliases=["sobol", "qmc"])
+    assert opts == {"search_aliases": ["sobol", "qmc"]}
+    assert NewerSchema(node_id="X", category="c", **opts).search_aliases == ["sobol", "qmc"]
+
+
+def test_schema_options_drop_search_aliases_where_the_schema_lacks_it():
+    with pytest.raises(TypeError):  # the control: the older schema really refuses the keyword
+        OlderSchema(node_id="X", search_aliases=["sobol"])
+    opts = cc.schema_options(OlderSchema, search_aliases=["sobol", "qmc"])
+    assert opts == {}
+    assert OlderSchema(node_id="X", category="c", **opts) == OlderSchema(node_id="X", category="c")
+
+
+def test_schema_options_read_a_plain_class_signature_too():
+    class PlainSchema:
+        def __init__(self, node_id, search_aliases=None):
+            self.node_id, self.search_aliases = node_id, search_aliases
+
+    assert cc.schema_options(PlainSchema, search_aliases=["rqmc"], is_dev_only=True) == {"search_aliases": ["rqmc"]}
