@@ -179,7 +179,7 @@ def test_js_registers_exactly_one_extension():
 
 
 def test_js_served_through_one_mechanism_only():
-    # comfyui-host.md pitfall 14: WEB_DIRECTORY *and* [tool.comfy] web would serve the JS twice.
+    # WEB_DIRECTORY *and* a [tool.comfy] web entry would serve the JS twice.
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     tool_comfy = pyproject.split("[tool.comfy]", 1)[1].split("\n[", 1)[0]
     assert not re.search(r"^\s*web\s*=", tool_comfy, re.M)

@@ -6,8 +6,9 @@ One ``BatchRunner`` takes a list of jobs (``jobs.build_jobs``) and one or more C
   messages into events for the single main loop, which does all HTTP and all bookkeeping;
 - at most ``max_in_flight`` of our prompts sit on a server at a time (one running, one waiting, by default), so
   a dead server strands little work; prompts go to the live server with the fewest in flight;
-- a prompt is finished when ``executing`` arrives with ``node: null`` for its id (comfyui-host.md §3.4), or when
-  ``/history/{id}`` shows it (polled as a safety net, and for prompts adopted from an earlier run);
+- a prompt is finished when ``executing`` arrives with ``node: null`` for its id (the server's last websocket
+  message for a prompt, sent after its outputs), or when ``/history/{id}`` shows it (polled as a safety net, and
+  for prompts adopted from an earlier run);
 - outputs are downloaded from ``/view`` into ``out_dir/<job key>/``, and a ``done`` record with the files, the
   non-file ui values and the numbers found in them is appended to the manifest before anything else happens;
 - a server that stops answering is marked dead and its unfinished prompts go back to the queue for the others;

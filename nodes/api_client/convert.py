@@ -2,7 +2,7 @@
 
 ComfyUI's server only accepts the API format (``{node_id: {"class_type", "inputs"}}``); the frontend's
 ``graphToPrompt`` converts what it saves (the UI format: ``nodes``, ``links``, ``widgets_values``). This module
-does the same conversion offline from the node definitions a live server reports (comfyui-host.md §3.6):
+does the same conversion offline from the node definitions a live server reports, following the frontend's rules:
 
 - widget values are matched to widget inputs in the node definition's order (``input_order``: required, then
   optional); inputs that are sockets only (non-widget types, ``forceInput``) take no value;

@@ -1,10 +1,10 @@
 """Build UI-format ComfyUI workflows in code, from a server's ``/object_info``.
 
 The example workflows in ``workflows/`` are generated here rather than typed by hand: ``widgets_values`` must
-follow the node definitions' widget order exactly (with the ``"fixed"`` control value after every seed,
-comfyui-host.md §3.6), which is easy to get wrong by hand and silently breaks when a node gains an input. The
-builder reads the order from ``/object_info`` (through the UI -> API converter's ``widget_names``, so building
-and converting agree by construction), lays out nodes, links, groups and notes, and writes what the frontend
+follow the node definitions' widget order exactly (with the control value the frontend stores after every
+seed widget, ``"fixed"`` here), which is easy to get wrong by hand and silently breaks when a node gains an
+input. The builder reads the order from ``/object_info`` (through the UI -> API converter's ``widget_names``, so
+building and converting agree by construction), lays out nodes, links, groups and notes, and writes what the frontend
 itself saves (``version`` 0.4, ``properties.cnr_id``/``ver`` per node).
 
 Usage::
