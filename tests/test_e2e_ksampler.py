@@ -10,6 +10,8 @@ files, images through SaveImage. Random weights: only the plumbing is meaningful
 
 from __future__ import annotations
 
+import urllib.error
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +149,55 @@ def test_bad_design_is_named(comfy_server, comfy_graph):
     graph = comfy_graph(seed=521, batch_size=4, steps=STEPS, save=False, extra_nodes=extra)
     with pytest.raises(ComfyError, match="design_size"):
         comfy_server.run(graph)
+
+
+# ------------------------------------------------------------------------------------------- blueprints
+
+
+def _blueprint(name: str) -> dict:
+    import json
+
+    from antithetic_sampling.nodes.api_client.sync_workflows import ROOT, SUBGRAPHS
+
+    return json.loads((ROOT / SUBGRAPHS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_antithetic_blueprint_equals_the_drop_in(comfy_server, comfy_graph):
+    """The 'Antithetic Sampling (SamplerCustomAdvanced)' blueprint, flattened as the frontend queues a placed
+    subgraph node, gives Antithetic KSampler's latents (euler_ancestral, groups of 4)."""
+    from antithetic_sampling.nodes.api_client.blueprints import flatten_to_api
+
+    seed = 531
+    drop = drop_in(seed, "euler_ancestral", group_size=4)
+    values = {k: v for k, v in drop["inputs"].items() if k not in ("model", "positive", "negative", "latent_image")}
+    values.update({"model": "@model", "positive": "@positive", "negative": "@negative", "latent_image": "@latent"})
+    flat = flatten_to_api(_blueprint("Antithetic Sampling (SamplerCustomAdvanced)"),
+                          comfy_server.object_info(), values)
+    extra = {"ks": drop, **outputs("ks", ["ks", 0]), **flat["nodes"], **outputs("bp", flat["outputs"][0])}
+    graph = comfy_graph(seed=seed, batch_size=4, steps=STEPS, save=False, extra_nodes=extra)
+    hist = comfy_server.run(graph)
+    assert torch.equal(latent_of(comfy_server, hist, "ks"), latent_of(comfy_server, hist, "bp"))
+
+
+def test_blueprints_are_listed_where_the_core_serves_them(comfy_server):
+    """Newer cores list ``<pack>/subgraphs/*.json`` at /global_subgraphs (feature-detected: skipped on a core
+    without the route). Ours are listed under the pack and served whole; every inner node exists on the server."""
+    import json
+
+    from antithetic_sampling.nodes.api_client.blueprints import BLUEPRINTS
+
+    try:
+        listed = comfy_server.get_json("/global_subgraphs")
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            pytest.skip("this ComfyUI has no /global_subgraphs (subgraph blueprints came with newer cores)")
+        raise
+    ours = {i: e for i, e in listed.items() if e.get("info", {}).get("node_pack") == "custom_nodes.antithetic-sampling"}
+    assert sorted(e["name"] for e in ours.values()) == sorted(BLUEPRINTS)
+    known = set(comfy_server.object_info())
+    for entry_id, entry in ours.items():
+        full = comfy_server.get_json(f"/global_subgraphs/{entry_id}")
+        data = json.loads(full["data"])
+        assert data == _blueprint(entry["name"])
+        (sub,) = data["definitions"]["subgraphs"]
+        assert {n["type"] for n in sub["nodes"]} <= known
