@@ -28,8 +28,11 @@ const COLORS = {
 };
 const BADGE_STYLE = { fgColor: "#F2C48D", bgColor: "#1B1B1B" };
 const WARN_STYLE = { fgColor: "#FFFFFF", bgColor: "#B3261E" };
-const NOISE_NODES = new Set(["AntitheticLatentNoise", "SobolRQMCLatentBatch"]);
+// Antithetic KSampler draws its antithetic noise itself: for the badges and checks it is a noise node.
+const NOISE_NODES = new Set(["AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticKSampler"]);
 const SAMPLER_NODES = new Set(["SamplerCustomAdvanced"]);
+// KSampler-shaped nodes: they draw their own noise from the seed (iid), or take it from an optional `noise` input.
+const SEEDED_SAMPLERS = new Set(["KSampler", "NoiseAwarenessGuidedKSampler", "NoiseShiftProbe"]);
 const BADGED_NODES = new Set([
   ...NOISE_NODES,
   "AntitheticSampler",
@@ -91,7 +94,7 @@ function hasLinkedInput(node, name) {
 
 function noiseDesign(node) {
   if (!node) return null;
-  if (typeOf(node) === "AntitheticLatentNoise") {
+  if (typeOf(node) === "AntitheticLatentNoise" || typeOf(node) === "AntitheticKSampler") {
     return {
       kind: "antithetic",
       k: Number(widgetValue(node, "group_size") ?? 2),
@@ -106,7 +109,7 @@ function noiseDesign(node) {
       pairs: Boolean(widgetValue(node, "antithetic")),
     };
   }
-  if (typeOf(node) === "RandomNoise") return { kind: "iid" };
+  if (typeOf(node) === "RandomNoise" || SEEDED_SAMPLERS.has(typeOf(node))) return { kind: "iid" };
   return null;
 }
 
@@ -115,6 +118,7 @@ function ownDesign(node) {
   // nodes' combo values (nodes/metric_nodes.py).
   switch (typeOf(node)) {
     case "AntitheticLatentNoise":
+    case "AntitheticKSampler":
     case "SobolRQMCLatentBatch":
       return noiseDesign(node);
     case "AntitheticSampler":
@@ -173,7 +177,8 @@ function badgeText(d) {
 
 function upstreamNoise(node) {
   // The noise that made the batch on the node's `images` input: walk upstream (breadth first) to the first
-  // SamplerCustomAdvanced and return the node on its `noise` input.
+  // sampler and return what drew its noise: the node on a SamplerCustomAdvanced's (or a guided KSampler's)
+  // `noise` input, else the KSampler-shaped node itself (Antithetic KSampler, or a seeded one: iid).
   const start = inputNode(node, "images");
   if (!start) return null;
   const seen = new Set();
@@ -187,6 +192,8 @@ function upstreamNoise(node) {
         const src = inputNode(n, "noise");
         if (src) return src;
       }
+      if (typeOf(n) === "AntitheticKSampler") return n;
+      if (SEEDED_SAMPLERS.has(typeOf(n))) return inputNode(n, "noise") ?? n;
       for (let slot = 0; slot < (n.inputs?.length ?? 0); slot++) {
         const up = upstreamOf(n, slot);
         if (up) next.push(up);

@@ -289,49 +289,19 @@ def make_guider(model, positive, negative, cfg, scale, sigma_start, sigma_end, m
 # --------------------------------------------------------------------------------------------- sampling glue
 
 
-def private_prepare_noise(latent_image, seed: int, batch_index=None):
-    """``comfy.sample.prepare_noise`` with a private generator (same numbers, global RNG untouched): see
-    ``comfy_compat.prepare_noise``."""
-    return comfy_compat.prepare_noise(latent_image, seed, batch_index)
-
-
-def _sampler_for(sampler_name: str, noise, batch_index=None):
-    """ComfyUI's sampler; mirrored step noise when the NOISE input carries an antithetic group design."""
-    design = getattr(noise, "design", None) or {}
-    group = design.get("group_size")
-    if group:
-        from .sampler_nodes import mirrored_sampler
-
-        return mirrored_sampler(sampler_name, int(group), design.get("layout", "interleaved"),
-                                int(design.get("design_size") or 0), design.get("mask"), batch_index=batch_index)
-    return comfy_compat.sampler_object(sampler_name)
-
-
 def run_guided(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent, denoise, scale,
                sigma_start, sigma_end, max_level_shift, level_estimator, noise=None, measure=False):
     """``nodes.common_ksampler`` with the Noise Awareness guider: returns (latent dict, guider).
 
-    Follows core's ``common_ksampler`` / ``comfy.sample.sample`` step for step through ``comfy_compat`` (downscale
-    ratios, nested latents, noise dtype, intermediate device and dtype), so awareness_scale 0 gives KSampler's
-    output bit for bit.
+    The KSampler path is ``sampler_nodes.sample_like_ksampler`` (core's ``common_ksampler`` / ``comfy.sample.sample``
+    step for step through ``comfy_compat``), so awareness_scale 0 gives KSampler's output bit for bit.
     """
-    latent_image, consumed = comfy_compat.fix_empty_latent_channels(model, latent)
-    batch_index = latent.get("batch_index")
-    if noise is None:
-        noise_t, noise_seed = comfy_compat.prepare_noise(latent_image, seed, batch_index), seed
-    else:
-        noise_in = dict(latent)
-        noise_in["samples"] = latent_image
-        noise_t, noise_seed = noise.generate_noise(noise_in), noise.seed
-    sigmas = comfy_compat.ksampler_sigmas(model, steps, sampler_name, scheduler, denoise)
-    sampler = _sampler_for(sampler_name, noise, batch_index)
+    from .sampler_nodes import sample_like_ksampler
+
     guider = make_guider(model, positive, negative, cfg, scale, sigma_start, sigma_end, max_level_shift,
                          level_estimator, measure)
-    callback = comfy_compat.prepare_callback(model, sigmas.shape[-1] - 1)
-    disable_pbar = not comfy_compat.progress_bar_enabled()
-    samples = guider.sample(noise_t, latent_image, sampler, sigmas, denoise_mask=latent.get("noise_mask"),
-                            callback=callback, disable_pbar=disable_pbar, seed=noise_seed)
-    return comfy_compat.finish_latent(latent, samples, consumed), guider
+    out = sample_like_ksampler(model, guider, seed, steps, sampler_name, scheduler, latent, denoise, noise)
+    return out, guider
 
 
 def shift_summary(log: list[dict]) -> dict:

@@ -26,6 +26,10 @@ SEARCH_ALIASES: dict[str, list[str]] = {
     "AntitheticSampler": [
         "antithetic", "antithetic sampler", "mirrored step noise", "ancestral", "sde", "diversity",
     ],
+    "AntitheticKSampler": [
+        "antithetic", "antithetic ksampler", "ksampler", "mirrored step noise", "diversity", "diverse batch",
+        "variance reduction",
+    ],
     "NoiseAwarenessGuider": [
         "antithetic", "noise awareness", "noise awareness guidance", "noise shift", "guider", "cfg",
     ],

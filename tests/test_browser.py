@@ -103,7 +103,7 @@ BUNDLED_VUE_SKIP = (
 
 # Our badge on every node that carries a design in the shipped workflows: {workflow: {node id: text}}.
 EXPECTED_BADGES = {
-    "antithetic_vs_independent": {12: "pairs · interleaved", 16: "pairs · interleaved"},
+    "antithetic_vs_independent": {8: "pairs · interleaved", 11: "pairs · interleaved"},
     "flow_model_antithetic": {10: "pairs · interleaved", 14: "pairs · interleaved"},
     "k_antithetic_gallery": {8: "K=4 · interleaved", 12: "K=4 · interleaved"},
     "nag_guided_ksampler": {},
@@ -113,7 +113,7 @@ EXPECTED_BADGES = {
     "sobol_rqmc_estimate": {8: "RQMC · n=8", 12: "RQMC · n=8", 17: "iid"},
 }
 WARN_BG = "#B3261E"
-DESIGN_NODES = {"AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "PairDiversityMetric",
+DESIGN_NODES = {"AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "AntitheticKSampler", "PairDiversityMetric",
                 "NoiseDesignConfidenceInterval"}
 
 # Console errors that are not ours (each also happens with this pack's script blocked); nothing else is tolerated.
@@ -827,21 +827,22 @@ def test_mismatch_warning(cell, page, console, screenshots):
         return our_badges(page)[nid]
 
     # metric vs the noise that made its batch
+    # (the batch here comes from Antithetic KSampler, node 8, which draws its own antithetic noise)
     _load(page, "antithetic_vs_independent")
-    set_widget(page, 12, "group_size", 4)
-    warned = badge(16)
+    set_widget(page, 8, "group_size", 4)
+    warned = badge(11)
     assert warned == {"text": "⚠ pairs · interleaved (noise has K=4)", "warn": True, "bg": WARN_BG, "count": 1}
-    assert badge_shown(page, cell, 16, warned["text"])
+    assert badge_shown(page, cell, 11, warned["text"])
     page.screenshot(path=str(screenshots / f"{cell.name}-mismatch_warning.png"))
-    set_widget(page, 12, "group_size", 2)
-    set_widget(page, 12, "layout", "halves")
-    assert badge(16)["text"] == "⚠ pairs · interleaved (noise is halves)"
-    set_widget(page, 16, "pairing", "halves")
-    assert badge(16) == {"text": "pairs · halves", "warn": False, "bg": badge(16)["bg"], "count": 1}
-    assert badge(16)["bg"] != WARN_BG
-    # the same pairs of an independent batch are a baseline, not a mismatch
-    page.evaluate("() => app.graph.getNodeById(10).connect(0, app.graph.getNodeById(16), 0)")
-    assert badge(16)["text"] == "pairs · halves"
+    set_widget(page, 8, "group_size", 2)
+    set_widget(page, 8, "layout", "halves")
+    assert badge(11)["text"] == "⚠ pairs · interleaved (noise is halves)"
+    set_widget(page, 11, "pairing", "halves")
+    assert badge(11) == {"text": "pairs · halves", "warn": False, "bg": badge(11)["bg"], "count": 1}
+    assert badge(11)["bg"] != WARN_BG
+    # the same pairs of an independent batch (core KSampler's, decoded by node 6) are a baseline, not a mismatch
+    page.evaluate("() => app.graph.getNodeById(6).connect(0, app.graph.getNodeById(11), 0)")
+    assert badge(11)["text"] == "pairs · halves"
 
     # confidence intervals: RQMC points per replicate, and a paired design on an iid batch
     _load(page, "sobol_rqmc_estimate")
@@ -895,15 +896,15 @@ def test_long_warning_badge_fits_its_node(cell, page, console, screenshots):
 
 
 RESULT_STATE_JS = """(vue) => {
-  const panel = app.graph.getNodeById(16).widgets?.find(w => w.name === 'antithetic_summary');
+  const panel = app.graph.getNodeById(11).widgets?.find(w => w.name === 'antithetic_summary');
   const loaded = (imgs) => [...imgs].filter(i => i.complete && i.naturalWidth > 0);
   // Vue renderer: the node's images are <img> elements in its DOM (node.imgs stays empty there)
   const imgs = (id) => vue
     ? loaded(document.querySelectorAll(`[data-node-id="${id}"] img`))
     : loaded(app.graph.getNodeById(id).imgs ?? []);
   const sizes = (id) => imgs(id).map(i => [i.naturalWidth, i.naturalHeight]);
-  return {panel: panel?.element ? panel.element.textContent : null, saved: [imgs(11).length, imgs(15).length],
-          plot: imgs(16).length, sizes: [sizes(11), sizes(15)],
+  return {panel: panel?.element ? panel.element.textContent : null, saved: [imgs(7).length, imgs(10).length],
+          plot: imgs(11).length, sizes: [sizes(7), sizes(10)],
           dialogs: [...document.querySelectorAll('.global-dialog, [role="dialog"]')]
             .filter(d => d.checkVisibility()).map(d => d.innerText.slice(0, 600))};
 }"""
@@ -922,12 +923,14 @@ def test_run_from_the_ui_shows_images_and_metric_panel(cell, page, console, scre
         pick_combo_value(page, 1, "ckpt_name", CHECKPOINT_NAME)
         type_number(page, 4, "width", 64)
         type_number(page, 4, "height", 64)
-        type_number(page, 6, "steps", 2)
+        type_number(page, 5, "steps", 2)
+        type_number(page, 8, "steps", 2)
     else:
         set_widget(page, 1, "ckpt_name", CHECKPOINT_NAME)
         set_widget(page, 4, "width", 64)
         set_widget(page, 4, "height", 64)
-        set_widget(page, 6, "steps", 2)
+        set_widget(page, 5, "steps", 2)
+        set_widget(page, 8, "steps", 2)
     widgets_before = {n["id"]: n.get("widgets_values") for n in page.evaluate("() => app.graph.serialize()")["nodes"]}
     page.evaluate("() => app.extensionManager.command.execute('Comfy.Canvas.FitView')")  # every output in view
 
@@ -945,17 +948,18 @@ def test_run_from_the_ui_shows_images_and_metric_panel(cell, page, console, scre
     entry = next(iter(cell.server.get_json("/history?max_items=1").values()))
     sent = entry["prompt"][2]
     assert sent["1"]["inputs"]["ckpt_name"] == CHECKPOINT_NAME
-    assert (sent["4"]["inputs"]["width"], sent["4"]["inputs"]["height"], sent["6"]["inputs"]["steps"]) == (64, 64, 2)
-    assert "antithetic_summary" not in sent["16"]["inputs"]  # the panel is never sent
-    assert [len(entry["outputs"][k]["images"]) for k in ("11", "15")] == [8, 8]
-    text = "\n".join(entry["outputs"]["16"]["text"])
+    assert (sent["4"]["inputs"]["width"], sent["4"]["inputs"]["height"]) == (64, 64)
+    assert (sent["5"]["inputs"]["steps"], sent["8"]["inputs"]["steps"]) == (2, 2)
+    assert "antithetic_summary" not in sent["11"]["inputs"]  # the panel is never sent
+    assert [len(entry["outputs"][k]["images"]) for k in ("7", "10")] == [8, 8]
+    text = "\n".join(entry["outputs"]["11"]["text"])
     assert state["panel"] == text.strip()
     assert text.startswith("interleaved pairs, 4 pair(s) of 8 images"), text
     assert "centered correlation" in text and "reference" in text
     for sizes in state["sizes"]:
         assert sizes and all(sz == [64, 64] for sz in sizes), state["sizes"]
     # Preview Any shows the metric's report (1.27: widget "preview"; newer frontends name it differently)
-    previews = page.evaluate("() => (app.graph.getNodeById(17).widgets ?? []).map(w => [w.name, String(w.value ?? '')])")
+    previews = page.evaluate("() => (app.graph.getNodeById(12).widgets ?? []).map(w => [w.name, String(w.value ?? '')])")
     assert any(v.startswith("### Pair Diversity Metric") for _, v in previews), [(n, v[:80]) for n, v in previews]
 
     widgets_after = {n["id"]: n.get("widgets_values") for n in page.evaluate("() => app.graph.serialize()")["nodes"]}
@@ -964,7 +968,7 @@ def test_run_from_the_ui_shows_images_and_metric_panel(cell, page, console, scre
     page.mouse.move(VIEWPORT["width"] / 2, VIEWPORT["height"] - 40)  # no tooltip from the Run button
     graph_screenshot(page, screenshots / f"{cell.name}-run_graph.png")
     page.evaluate(
-        "() => { app.canvas.ds.scale = 1; app.canvas.centerOnNode(app.graph.getNodeById(16));"
+        "() => { app.canvas.ds.scale = 1; app.canvas.centerOnNode(app.graph.getNodeById(11));"
         " app.canvas.setDirty(true, true); }"
     )
     page.wait_for_timeout(700)

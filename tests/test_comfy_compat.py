@@ -237,7 +237,36 @@ class NewerCFGGuider:
     def outer_sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
                      seed=None, latent_shapes=None):
         self.seen_latent_shapes = latent_shapes
-        return (latent_image + float(sigmas[0]) * noise) * 0.5 + float(self.cfg)
+        self.seen_sampler, self.seen_sigmas, self.seen_seed = sampler, sigmas, seed
+        x = (latent_image + float(sigmas[0]) * noise) * 0.5 + float(self.cfg)
+        fn = getattr(sampler, "sampler_function", None)
+        if fn is not None:  # a fake KSAMPLER (below): run its function the way core's KSAMPLER.sample does
+            x = fn(None, x, sigmas, extra_args={"seed": seed}, callback=callback, disable=disable_pbar,
+                   **sampler.extra_options)
+        return x
+
+
+class FakeKSAMPLER:
+    """core KSAMPLER's constructor: (sampler_function, extra_options, inpaint_options)."""
+
+    def __init__(self, sampler_function, extra_options=None, inpaint_options=None):
+        self.sampler_function = sampler_function
+        self.extra_options = dict(extra_options or {})
+        self.inpaint_options = dict(inpaint_options or {})
+
+
+def fake_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+    """An ancestral-like sampler: adds the step noise of every step (core default: iid from the seed)."""
+    if noise_sampler is None:
+        gen = torch.Generator().manual_seed(int((extra_args or {}).get("seed", 0)))
+        noise_sampler = lambda s, t: torch.randn(x.shape, generator=gen)  # noqa: E731
+    for i in range(len(sigmas) - 1):
+        x = x * 0.9 + float(sigmas[i + 1]) * noise_sampler(sigmas[i], sigmas[i + 1])
+    return x
+
+
+def fake_deterministic(model, x, sigmas, extra_args=None, callback=None, disable=None):
+    return x * 0.5
 
 
 @pytest.fixture
@@ -257,14 +286,18 @@ def newer_core(monkeypatch):
     preview = types.ModuleType("latent_preview")
     samplers.CFGGuider = NewerCFGGuider
     samplers.calc_cond_batch = calc_cond_batch
-    samplers.sampler_object = lambda name: ("sampler", name)
-    samplers.SAMPLER_NAMES = ["euler"]
+    samplers.KSAMPLER = FakeKSAMPLER
+    samplers.sampler_object = lambda name: FakeKSAMPLER(
+        fake_ancestral if name == "euler_ancestral" else fake_deterministic)
+    samplers.SAMPLER_NAMES = ["euler", "euler_ancestral"]
 
     class KSampler:
-        SAMPLERS, SCHEDULERS = ["euler"], ["normal"]
+        SAMPLERS, SCHEDULERS = ["euler", "euler_ancestral"], ["normal"]
 
         def __init__(self, model, steps, device, sampler=None, scheduler=None, denoise=None, model_options=None):
-            self.sigmas = torch.linspace(14.6, 0.0, steps + 1)
+            # core: denoise < 1 keeps the last steps + 1 sigmas of a schedule of int(steps / denoise) steps
+            total = steps if denoise is None or denoise > 0.9999 else int(steps / denoise)
+            self.sigmas = torch.linspace(14.6, 0.0, total + 1)[-(steps + 1):]
 
     samplers.KSampler = KSampler
 
@@ -287,20 +320,22 @@ def newer_core(monkeypatch):
                       "comfy.model_management": mm, "comfy.utils": utils, "latent_preview": preview,
                       "comfy_api": comfy_api, "comfy_api.latest": latest}.items():
         monkeypatch.setitem(sys.modules, name, mod)
-    name = "antithetic_sampling.nodes.guidance_nodes"
     package = sys.modules["antithetic_sampling.nodes"]
-    saved = sys.modules.pop(name, None), getattr(package, "guidance_nodes", None)
-    gn = importlib.import_module(name)
+    fresh = ("sampler_nodes", "guidance_nodes")  # imported on the fakes, the real ones put back afterwards
+    saved = {m: (sys.modules.pop(f"{package.__name__}.{m}", None), getattr(package, m, None)) for m in fresh}
+    mods = {m: importlib.import_module(f"{package.__name__}.{m}") for m in fresh}
     try:
-        yield types.SimpleNamespace(samplers=samplers, sample=sample, mm=mm, gn=gn)
+        yield types.SimpleNamespace(samplers=samplers, sample=sample, mm=mm, gn=mods["guidance_nodes"],
+                                    sn=mods["sampler_nodes"])
     finally:
-        sys.modules.pop(name, None)
-        if saved[0] is not None:
-            sys.modules[name] = saved[0]
-        if saved[1] is not None:
-            package.guidance_nodes = saved[1]
-        elif hasattr(package, "guidance_nodes"):
-            delattr(package, "guidance_nodes")
+        for m, (module, attr) in saved.items():
+            sys.modules.pop(f"{package.__name__}.{m}", None)
+            if module is not None:
+                sys.modules[f"{package.__name__}.{m}"] = module
+            if attr is not None:
+                setattr(package, m, attr)
+            elif hasattr(package, m):
+                delattr(package, m)
 
 
 def newer_common_ksampler(core, model, seed, steps, cfg, latent):
@@ -313,7 +348,7 @@ def newer_common_ksampler(core, model, seed, steps, cfg, latent):
     guider = core.samplers.CFGGuider(model)
     guider.set_conds(None, None)
     guider.set_cfg(cfg)
-    samples = guider.sample(noise, latent_image, None, sigmas, seed=seed)
+    samples = guider.sample(noise, latent_image, core.samplers.sampler_object("euler"), sigmas, seed=seed)
     samples = samples.to(device=core.mm.intermediate_device(), dtype=core.mm.intermediate_dtype())
     out = latent.copy()
     out.pop("downscale_ratio_spacial", None)
@@ -486,3 +521,97 @@ def test_schema_options_read_a_plain_class_signature_too():
             self.node_id, self.search_aliases = node_id, search_aliases
 
     assert cc.schema_options(PlainSchema, search_aliases=["rqmc"], is_dev_only=True) == {"search_aliases": ["rqmc"]}
+
+
+# ----------------------------------------------------------------------------- Antithetic KSampler on the fake core
+
+
+def newer_sampler_custom_advanced(core, sn, model, seed, steps, cfg, sampler_name, latent, denoise, k, layout):
+    """Transcription of the composition Antithetic Latent Noise + Antithetic Sampler + CFGGuider + BasicScheduler
+    (KSampler's sigmas) + newer core's SamplerCustomAdvanced.execute."""
+    from antithetic_sampling.nodes.noise_objects import AntitheticNoiseGenerator
+
+    noise = AntitheticNoiseGenerator(seed, k, layout)
+    sampler = sn.mirrored_sampler(sampler_name, k, layout)
+    sigmas = core.samplers.KSampler(model, steps, None, denoise=denoise).sigmas
+    guider = core.samplers.CFGGuider(model)
+    guider.set_conds(None, None)
+    guider.set_cfg(cfg)
+    latent = latent.copy()
+    latent["samples"] = core.sample.fix_empty_latent_channels(model, latent["samples"],
+                                                              latent.get("downscale_ratio_spacial", None),
+                                                              latent.get("downscale_ratio_temporal", None))
+    samples = guider.sample(noise.generate_noise(latent), latent["samples"], sampler, sigmas,
+                            denoise_mask=latent.get("noise_mask"), seed=noise.seed)
+    samples = samples.to(core.mm.intermediate_device())
+    out = latent.copy()
+    out.pop("downscale_ratio_spacial", None)
+    out.pop("downscale_ratio_temporal", None)
+    out["samples"] = samples
+    return out, guider
+
+
+@pytest.mark.parametrize("sampler_name", ["euler_ancestral", "euler"])
+@pytest.mark.parametrize("kind", ["plain", "denoise", "slice", "k4_halves", "downscale"])
+def test_antithetic_ksampler_equals_its_sampler_custom_advanced_composition(newer_core, sampler_name, kind):
+    k, layout, denoise = 2, "interleaved", 1.0
+    latent = {"samples": torch.zeros(4, 4, 8, 8)}
+    if kind == "denoise":
+        latent = {"samples": torch.linspace(-1, 1, 4 * 4 * 8 * 8).reshape(4, 4, 8, 8)}
+        denoise = 0.6
+    elif kind == "slice":
+        latent = {"samples": torch.zeros(2, 4, 8, 8), "batch_index": [2, 3]}
+    elif kind == "k4_halves":
+        k, layout = 4, "halves"
+        latent = {"samples": torch.zeros(8, 4, 8, 8)}
+    elif kind == "downscale":
+        latent = {"samples": torch.zeros(4, 4, 8, 8), "downscale_ratio_spacial": 16}
+    ours = newer_core.sn.antithetic_ksample(MODEL, 7, 5, 3.0, sampler_name, "normal", None, None, latent, denoise,
+                                            k, layout)
+    ref, guider = newer_sampler_custom_advanced(newer_core, newer_core.sn, MODEL, 7, 5, 3.0, sampler_name, latent,
+                                                denoise, k, layout)
+    # Newer core's KSampler path casts to the intermediate dtype (fp16 with --fp16-intermediates, as this fake core
+    # says); SamplerCustomAdvanced keeps float32. The drop-in follows KSampler; the numbers are the same.
+    assert ours["samples"].dtype == newer_core.mm.intermediate_dtype()
+    assert torch.equal(ours["samples"], ref["samples"].to(ours["samples"].dtype))
+    assert set(ours) == set(ref)
+    assert len(guider.seen_sigmas) == 6 and (denoise == 1.0) == (float(guider.seen_sigmas[0]) > 14.5)
+    if kind == "slice":  # the slice is items 2-3 of the full batch: the same latents as there
+        full = newer_core.sn.antithetic_ksample(MODEL, 7, 5, 3.0, sampler_name, "normal", None, None,
+                                                {"samples": torch.zeros(4, 4, 8, 8)}, denoise, k, layout)
+        assert torch.equal(ours["samples"], full["samples"][2:])
+
+
+def test_antithetic_ksampler_mirrors_the_step_noise(newer_core):
+    """euler_ancestral: the two members of a pair end as exact mirrors of each other around the latent map (the
+    fake ancestral update is odd in (x, step noise)); core's own iid step noise (the control) breaks the mirror."""
+    latent = {"samples": torch.zeros(2, 4, 8, 8)}
+    cfg = 0.0  # the fake guider adds cfg: 0 keeps the update odd
+    ours = newer_core.sn.antithetic_ksample(MODEL, 3, 4, cfg, "euler_ancestral", "normal", None, None, latent, 1.0)
+    s = ours["samples"].float()
+    assert torch.allclose(s[0], -s[1], atol=1e-2) and s[0].abs().mean() > 0.1
+    guider = newer_core.samplers.CFGGuider(MODEL)
+    guider.set_cfg(cfg)
+    from antithetic_sampling.nodes.noise_objects import AntitheticNoiseGenerator
+
+    plain = newer_core.sn.sample_like_ksampler(MODEL, guider, 3, 4, "euler_ancestral", "normal",
+                                               latent, 1.0, noise=type("N", (), {
+                                                   "seed": 3, "generate_noise": AntitheticNoiseGenerator(3).generate_noise
+                                               })())  # the same start, no design: core's own step noise
+    p = plain["samples"].float()
+    assert not torch.allclose(p[0], -p[1], atol=1e-1)
+
+
+@pytest.mark.parametrize(("args", "name"), [
+    ({"seed": -1}, "seed"), ({"steps": 0}, "steps"), ({"cfg": float("nan")}, "cfg"), ({"denoise": 1.5}, "denoise"),
+    ({"group_size": 1}, "group_size"), ({"layout": "rows"}, "layout"), ({"design_size": -2}, "design_size"),
+    ({"sampler_name": "nope"}, "sampler_name"), ({"scheduler": "nope"}, "scheduler"),
+    ({"latent_image": torch.zeros(2, 4, 8, 8)}, "latent_image"),
+])
+def test_antithetic_ksampler_names_the_bad_input(newer_core, args, name):
+    kw = {"model": MODEL, "seed": 1, "steps": 3, "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal",
+          "positive": None, "negative": None, "latent_image": {"samples": torch.zeros(2, 4, 8, 8)}, "denoise": 1.0,
+          "group_size": 2, "layout": "interleaved", "design_size": 0}
+    kw.update(args)
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        newer_core.sn.antithetic_ksample(**kw)

@@ -19,7 +19,7 @@ from antithetic_sampling.nodes.search_aliases import SEARCH_ALIASES, SEARCH_TERM
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-ALL = {"AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "NoiseAwarenessGuider",
+ALL = {"AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "AntitheticKSampler", "NoiseAwarenessGuider",
        "NoiseAwarenessGuidedKSampler", "NoiseShiftProbe", "PairDiversityMetric", "NoiseDesignConfidenceInterval"}
 RQMC = {"SobolRQMCLatentBatch", "NoiseDesignConfidenceInterval"}
 # What each search must find, exactly (a node found for a word it has nothing to do with is a failure too).
@@ -29,7 +29,8 @@ EXPECTED = {
     "qmc": RQMC,
     "rqmc": RQMC,
     "noise awareness": {"NoiseAwarenessGuider", "NoiseAwarenessGuidedKSampler", "NoiseShiftProbe"},
-    "diversity": {"AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "PairDiversityMetric"},
+    "diversity": {"AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "AntitheticKSampler",
+                  "PairDiversityMetric"},
 }
 
 

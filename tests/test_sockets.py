@@ -13,7 +13,7 @@ from antithetic_sampling.nodes.api_client import sync_workflows as sync
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACK_NODES = {
-    "AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "NoiseAwarenessGuider",
+    "AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "AntitheticKSampler", "NoiseAwarenessGuider",
     "NoiseAwarenessGuidedKSampler", "NoiseShiftProbe", "PairDiversityMetric", "NoiseDesignConfidenceInterval",
 }
 

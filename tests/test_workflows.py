@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 WF = ROOT / "workflows"
 NAMES = sorted(p.stem for p in WF.glob("*.json"))
 OUR_NODES = {
-    "AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "NoiseAwarenessGuider",
+    "AntitheticLatentNoise", "SobolRQMCLatentBatch", "AntitheticSampler", "AntitheticKSampler", "NoiseAwarenessGuider",
     "NoiseAwarenessGuidedKSampler", "NoiseShiftProbe", "PairDiversityMetric", "NoiseDesignConfidenceInterval",
 }
 FRONTEND_ONLY = {"Note", "MarkdownNote"}

@@ -2,11 +2,11 @@
 
 Examples (the pack's example workflows; NODE is a node id, title or class)::
 
-    antithetic-queue workflows/api/antithetic_vs_independent.json --sweep "Antithetic Latent Noise.noise_seed=0..99" --out runs/seeds
+    antithetic-queue workflows/api/antithetic_vs_independent.json --sweep AntitheticKSampler.seed=0..99 --out runs/seeds
     antithetic-queue workflows/k_antithetic_gallery.json --set BasicScheduler.steps=4 --sweep 8.group_size=2,4 --repeat 2 --repeat-seed-stride 1000
     antithetic-queue workflows/api/sobol_rqmc_estimate.json --server http://gpu1:8188 --server http://gpu2:8188 --sweep "Sobol RQMC Latent Batch.noise_seed=0..999"
     antithetic-queue workflows/k_antithetic_gallery.json --sweep AntitheticLatentNoise.layout=interleaved,halves --dry-run
-    antithetic-queue workflows/api/antithetic_vs_independent.json --ray auto --comfyui /opt/ComfyUI --sweep "Antithetic Latent Noise.noise_seed=0..9999"
+    antithetic-queue workflows/api/antithetic_vs_independent.json --ray auto --comfyui /opt/ComfyUI --sweep AntitheticKSampler.seed=0..9999
 
 To estimate a statistic to a target half-width instead (queues prompts until the interval is narrow enough):
 `antithetic-queue estimate WORKFLOW --target 0.002 --out runs/brightness`; see `antithetic-queue estimate --help`.

@@ -106,39 +106,50 @@ def _ci(g: UIGraph, pos, images, *, design: str, group_size: int = 2, title=None
 
 # ------------------------------------------------------------------------------------------------------------
 def build_antithetic_vs_independent(object_info: dict) -> dict:
+    """The KSampler user's path: core KSampler next to Antithetic KSampler, same widgets, and the pair metric."""
     g = UIGraph(object_info, name="antithetic_vs_independent")
-    s = _setup(g, SD15, "a red fox sitting in a snowy birch forest at golden hour, detailed fur, photograph",
-               width=512, height=512, batch=8, steps=20, cfg=7.0, sampler="euler", scheduler="normal")
-    g.group("1 · Shared: model, prompt, sampler, steps", s["members"], C_SETUP)
+    ckpt = g.add("CheckpointLoaderSimple", (0, 0), ckpt_name=SD15)
+    pos = g.add("CLIPTextEncode", (0, 150), title="Prompt", size=(400, 170), clip=ckpt["CLIP"],
+                text="a red fox sitting in a snowy birch forest at golden hour, detailed fur, photograph")
+    neg = g.add("CLIPTextEncode", (0, 360), title="Negative prompt", size=(400, 110), clip=ckpt["CLIP"],
+                text=NEGATIVE)
+    empty = g.add("EmptyLatentImage", (0, 510), width=512, height=512, batch_size=8)
+    g.group("1 · Shared: model, prompt, latent (batch 8)", [ckpt, pos, neg, empty], C_SETUP)
 
-    x = 2 * COL + 60
-    rnd = g.add("RandomNoise", (x, 0), noise_seed=SEED)
-    ind = _sample_decode(g, s, rnd["NOISE"], x, 120, prefix="antithetic/independent",
-                         title="Sample (independent noise)")
-    g.group("2 · Baseline: independent noise (core RandomNoise)", [rnd, *ind], C_BASE)
+    x = COL + 60
+    common = {"model": ckpt["MODEL"], "positive": pos["CONDITIONING"], "negative": neg["CONDITIONING"],
+              "latent_image": empty["LATENT"], "seed": SEED, "steps": 20, "cfg": 7.0, "sampler_name": "euler",
+              "scheduler": "normal", "denoise": 1.0}
+    ind = g.add("KSampler", (x, 0), title="KSampler (independent noise)", **common)
+    dec_ind = g.add("VAEDecode", (x + 380, 0), samples=ind["LATENT"], vae=ckpt["VAE"])
+    save_ind = g.add("SaveImage", (x + 720, 0), size=(440, 470), images=dec_ind["IMAGE"],
+                     filename_prefix="antithetic/independent")
+    g.group("2 · Baseline: core KSampler (independent noise)", [ind, dec_ind, save_ind], C_BASE)
 
-    y = 730
-    anti = _ours(g, g.add("AntitheticLatentNoise", (x, y), size=(330, 154), noise_seed=SEED, group_size=2,
-                          layout="interleaved"))
-    ant = _sample_decode(g, s, anti["NOISE"], x, y + 200, prefix="antithetic/antithetic",
-                         title="Sample (antithetic pairs)")
-    g.group("3 · Antithetic pairs: images 1-2, 3-4, ... start from z and -z", [anti, *ant], C_OURS)
+    y = 610
+    anti = _ours(g, g.add("AntitheticKSampler", (x, y), title="Antithetic KSampler (pairs)",
+                          group_size=2, layout="interleaved", **common))
+    dec_anti = g.add("VAEDecode", (x + 380, y), samples=anti["LATENT"], vae=ckpt["VAE"])
+    save_anti = g.add("SaveImage", (x + 720, y), size=(440, 470), images=dec_anti["IMAGE"],
+                      filename_prefix="antithetic/antithetic")
+    g.group("3 · Antithetic KSampler: images 1-2, 3-4, ... start from z and -z", [anti, dec_anti, save_anti],
+            C_OURS)
 
-    mx = x + 860
-    metric = _metric(g, (mx, 0), ant[1]["IMAGE"], reference=ind[1]["IMAGE"], pairing="interleaved",
+    mx = x + 720 + 440 + 80
+    metric = _metric(g, (mx, 0), dec_anti["IMAGE"], reference=dec_ind["IMAGE"], pairing="interleaved",
                      title="Pair Diversity Metric (reference = independent batch)")
     table = g.add("PreviewAny", (mx, 720), title="Full report (markdown)", size=(460, 380),
                   source=metric[METRIC_REPORT])
-    g.group("4 · Diversity vs the independent batch", [metric, table],
-            C_MEASURE)
+    g.group("4 · Diversity vs the independent batch", [metric, table], C_MEASURE)
 
     g.note(
         "## Antithetic vs independent noise (SD1.5)\n"
-        "Same prompt, model, sampler and seed; only the starting noise differs.\n\n"
-        "* **Group 2**: 8 images from core *RandomNoise* (independent draws).\n"
-        "* **Group 3**: 8 images from *Antithetic Latent Noise*: images 1-2, 3-4, 5-6, 7-8 start from **z and -z**. "
-        "Every image is still an ordinary N(0, I) start, but the two members of a pair come out far apart "
-        "(layout, colours, pose).\n"
+        "Same prompt, model, sampler, seed and steps; only the starting noise differs.\n\n"
+        "* **Group 2**: 8 images from core *KSampler* (independent noise).\n"
+        "* **Group 3**: *Antithetic KSampler*, a drop-in for KSampler (same inputs and widgets, plus group size and "
+        "layout): images 1-2, 3-4, 5-6, 7-8 start from **z and -z**. Every image is still an ordinary N(0, I) "
+        "start, but the two members of a pair come out far apart (layout, colours, pose). With an ancestral or SDE "
+        "sampler it mirrors the noise of every step too. To use it in your own graph, swap your KSampler for it.\n"
         "* **Group 4**: *Pair Diversity Metric* measures the antithetic pairs and, as reference, the same pairs of "
         "the independent batch. Pair correlation drops (negative is typical) and 1 - SSIM goes up. The Vendi score "
         "of the whole batch need not rise: a pair adds contrast inside the pair, not more independent draws. "

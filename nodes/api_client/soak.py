@@ -1,7 +1,7 @@
 """``antithetic-sampling soak``: many prompts through the batch-queue client against real ComfyUI servers.
 
 Phase 1 (one server): N prompts (default 100) of the pack's own workflow ``workflows/api/antithetic_vs_independent.json``
-(Antithetic Latent Noise and RandomNoise -> SamplerCustomAdvanced, Pair Diversity Metric), shrunk to the e2e tests'
+(core KSampler and Antithetic KSampler, Pair Diversity Metric), shrunk to the e2e tests'
 random tiny SD1.5 checkpoint (64 px, 2 steps), go through the real console command ``antithetic-queue`` (``--repeat N
 --repeat-seed-stride 1``: every prompt gets new seeds). Checked: every prompt done exactly once, 0 failures, every image
 downloaded (sha256 as recorded), the metric numbers collected, the server still up with nothing of ours left on its
@@ -418,7 +418,11 @@ def _queue_argv(workflow: Path, servers: list[Any], out: Path, n: int, batch: in
     for srv in servers:
         argv += ["--server", srv.url]
     argv += list(target or [])
-    argv += ["--set", f"EmptyLatentImage.batch_size={batch}", "--set", f"BasicScheduler.steps={steps}",
+    graph = json.loads(Path(workflow).read_text(encoding="utf-8"))
+    for nid, node in sorted(graph.items()):  # every sampler's steps widget (KSampler, Antithetic KSampler, ...)
+        if isinstance(node.get("inputs", {}).get("steps"), int):
+            argv += ["--set", f"{nid}.steps={steps}"]
+    argv += ["--set", f"EmptyLatentImage.batch_size={batch}",
              "--repeat", str(n), "--repeat-seed-stride", "1", "--max-in-flight", "2", "--out", str(out)]
     if not progress:
         argv.append("--no-progress")
@@ -641,7 +645,7 @@ def markdown(result: dict) -> str:
         f"`{result['command']}` — {result['prompts']} prompts per phase, {result['finished']}, "
         f"ComfyUI {env.get('comfyui_version')} `--cpu` on {env['platform']}, {env['cpus']} CPU core(s), load average "
         f"{env['load_average_at_start']} at the start (timings depend on the machine), total {result['seconds']:.0f} s. "
-        f"Workflow: `{WORKFLOW}` (Antithetic Latent Noise and RandomNoise → SamplerCustomAdvanced, "
+        f"Workflow: `{WORKFLOW}` (core KSampler and Antithetic KSampler, "
         f"Pair Diversity Metric) on the random tiny SD1.5 test checkpoint, {result['px']} px, batch {result['batch']}, "
         f"{result['steps']} steps, queued by `antithetic-queue --repeat {result['prompts']} --repeat-seed-stride 1` "
         f"(2 prompts in flight per server). **{result['passed']}/{len(result['checks'])} checks passed.**",

@@ -6,9 +6,9 @@ tests) are regenerated from them with the UI -> API converter in ``convert.py``,
 ``/object_info`` (``--server``) or the saved node definitions in ``workflows/object_info/object_info.json``
 (offline; refreshed by ``--server URL --save-object-info``).
 
-``--build`` first regenerates the UI workflows themselves from ``example_workflows.py`` (widget order taken
-from ``/object_info``, so they always match the node definitions); ``--check`` writes nothing and exits 1 when
-a copy is out of date.
+``--build`` first regenerates the UI workflows themselves from ``example_workflows.py`` and the subgraph blueprints
+in ``subgraphs/`` from ``blueprints.py`` (widget order taken from ``/object_info``, so they always match the node
+definitions); ``--check`` writes nothing and exits 1 when a copy is out of date.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .convert import convert_ui_to_api
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / "workflows"
 SNAPSHOT_NAME = "object_info/object_info.json"
+SUBGRAPHS = "subgraphs"  # subgraph blueprints, beside workflows/ (the folder name newer cores look for)
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 
 
@@ -136,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.build:
         for name, ui in build_ui_workflows(object_info, args.only).items():
             write(wf_dir / f"{name}.json", dumps(ui))
+        if not args.only:
+            from .blueprints import build_blueprints
+
+            for name, bp in build_blueprints(object_info).items():
+                write(wf_dir.parent / SUBGRAPHS / f"{name}.json", dumps(bp))
 
     paths = ui_workflow_paths(wf_dir)
     workflows = {p: json.loads(p.read_text(encoding="utf-8")) for p in paths}

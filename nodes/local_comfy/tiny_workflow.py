@@ -21,7 +21,7 @@ PX = 64
 STEPS = 2
 MAX_BATCH = 8
 LATENTS = {"EmptyLatentImage", "EmptySD3LatentImage"}
-STEP_NODES = {"KSampler", "BasicScheduler", "NoiseAwarenessGuidedKSampler", "NoiseShiftProbe"}
+STEP_NODES = {"KSampler", "AntitheticKSampler", "BasicScheduler", "NoiseAwarenessGuidedKSampler", "NoiseShiftProbe"}
 
 
 def shrink_for_tiny(api: dict, seed_offset: int = 0) -> dict:
