@@ -40,21 +40,10 @@ from scipy import stats as sps
 
 from .. import cli_args
 from . import common, provenance
+from .common import progress_bar  # noqa: F401  (moved to common; estimate_bench imports it from here)
 from .designs import make_designs
 
 CONFIDENCE = 0.95
-
-
-def progress_bar(total: int, desc: str, unit: str = "design", enabled: bool = True):
-    """A tqdm bar (None when disabled or tqdm is missing: tqdm is a dev/bench dependency, not a pack one)."""
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, unit=unit, leave=False)
-    except ImportError:  # pragma: no cover
-        return None
 
 
 def coverage_summary(estimates: np.ndarray, half_widths: np.ndarray, truth: float) -> float:

@@ -84,7 +84,7 @@ def pairs_figure(iid: torch.Tensor, anti: torch.Tensor, iid_r: np.ndarray, anti_
     def panel(images, r, title):
         # the mean is the table's (over every pair of the batch), so the label says so
         return {"images": images[:k], "cols": 4, "unit": 2,
-                "title": f"{title}\nmean centered r, all {len(r)} pairs: {np.nanmean(r):+.2f}",
+                "title": f"{title}\nmean r, all {len(r)} pairs: {np.nanmean(r):+.2f}",
                 "unit_labels": [f"r = {v:+.2f}" for v in r[:pairs]]}
 
     return plots.image_grids(

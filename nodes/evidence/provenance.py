@@ -179,7 +179,10 @@ def dependencies(name: str, root: pathlib.Path | None = None) -> list[str]:
 
 def _parses(name: str, root: pathlib.Path) -> bool:
     """Whether ``nodes/cli_args.py`` in ``root`` has a parser for ``name`` (its PARSERS table)."""
-    src = (root / "nodes" / "cli_args.py").read_text(encoding="utf-8")
+    path = root / "nodes" / "cli_args.py"
+    if not path.is_file():  # an older tree: each command parsed its own arguments
+        return False
+    src = path.read_text(encoding="utf-8")
     return re.search(rf"^\s+{re.escape(json.dumps(name))}\s*:", src, re.M) is not None
 
 
@@ -263,6 +266,23 @@ def replace_block(path: pathlib.Path, name: str, text: str, *, rerun: bool = Fal
     line = f"{header(cmd, 'rerun' if rerun else 'fingerprint')}\n" if cmd else ""
     path.write_text(f"{head}{begin}\n{line}{text.strip()}\n{end}{tail}", encoding="utf-8")
     return True
+
+
+def stamp(path: pathlib.Path, name: str, cmd: str, check: str = "fingerprint", code_root: pathlib.Path | None = None
+          ) -> None:
+    """Record ``cmd`` as the writer of an existing block, its text unchanged, with the fingerprint of the code in
+    ``code_root`` (default: this checkout). For a block generated before provenance was recorded, or on a branch
+    without it; ``code_root`` a checkout of the commit that generated it when its code changed since (the check
+    then reports it stale, as it is)."""
+    path = pathlib.Path(path)
+    block = next((b for b in read_blocks(path) if b.name == name), None)
+    if block is None:
+        raise ProvenanceError(f"{path} has no block {name!r}")
+    src = path.read_text(encoding="utf-8")
+    begin, end = f"<!-- BEGIN:{name} -->", f"<!-- END:{name} -->"
+    head, rest = src.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{header(cmd, check, code_root)}\n{block.body}\n{end}{tail}", encoding="utf-8")
 
 
 def write_blocks(paths, blocks: dict[str, str], rerun: Iterable[str] = ()) -> set[str]:
@@ -460,7 +480,25 @@ def main(argv: list[str] | None = None) -> int:
         description="Which command wrote each generated block and picture, and whether the code still matches.")
     ap.add_argument("--rerun", action="store_true", help="also rerun the deterministic commands and compare exactly")
     ap.add_argument("--deps", metavar="COMMAND", help="list the files a command's fingerprint covers (e.g. bench)")
+    ap.add_argument("--stamp", nargs=2, metavar=("FILE", "BLOCK"),
+                    help="record --command as the writer of this block, text unchanged: only for a block that "
+                         "command generated before provenance was recorded (or on a branch without it), never in "
+                         "place of rerunning a command whose code changed")
+    ap.add_argument("--command", help="with --stamp: the command that generated the block, as run from the root")
+    ap.add_argument("--check", choices=CHECKS, default="fingerprint", help="with --stamp (default fingerprint)")
+    ap.add_argument("--code-from", type=pathlib.Path, default=None,
+                    help="with --stamp: a checkout of the commit that generated the block (default: this one)")
     args = ap.parse_args(argv)
+    if args.stamp:
+        if not args.command:
+            print("error: --stamp needs --command", file=sys.stderr)
+            return 2
+        try:
+            stamp(pathlib.Path(args.stamp[0]), args.stamp[1], args.command, args.check, args.code_from)
+        except (ProvenanceError, OSError) as exc:
+            print(f"error: --stamp: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.deps:
         try:
             print("\n".join(dependencies(args.deps)))
