@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-fast bench soak lint clean
+.PHONY: setup demo test test-fast bench evidence-check soak lint clean
 
 setup: $(VENV)/.ready
 
@@ -26,17 +26,26 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not e2e and not browser"
 
-# Every measured table: the full tables live in docs/evidence.md, the headline table in README.md (bench writes
-# both, and the one noise-timing table). guidance-bench times ComfyUI too when a checkout is found (COMFYUI_PATH /
-# COMFYUI_PYTHON, as for the e2e tests); `make soak` needs one.
+# Every measured table and picture: the full tables live in docs/evidence.md, the headline tables in README.md, the
+# pictures in docs/images. Each block records the command that wrote it and a fingerprint of the code behind it
+# (nodes/evidence/provenance.py); CI reruns the deterministic ones (bench, demo) and compares exactly, and fails
+# when the code of any other has changed since (`make evidence-check` is that check, with the reruns).
+# guidance-bench times ComfyUI too when a checkout is found (COMFYUI_PATH / COMFYUI_PYTHON, as for the e2e tests);
+# `make soak` needs one. The timing benches (noise-bench, metric-bench) want a quiet machine.
 EVIDENCE := docs/evidence.md
 
 bench: setup
-	$(BIN)/antithetic-sampling bench --readme $(EVIDENCE) --readme README.md
+	$(BIN)/antithetic-sampling bench --no-timing --readme $(EVIDENCE) --readme README.md
+	$(BIN)/antithetic-sampling demo --images docs/images
+	$(BIN)/antithetic-sampling noise-bench --readme $(EVIDENCE)
+	$(BIN)/antithetic-sampling noise-bench --sobol-scaling --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling metric-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling estimate-bench --readme $(EVIDENCE) --summary README.md
 	$(BIN)/antithetic-sampling guidance-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling guidance-h2h --readme $(EVIDENCE) --summary README.md --summary docs/guidance.md
+
+evidence-check: setup
+	$(BIN)/antithetic-sampling provenance --rerun
 
 # the soak's Ray phase (antithetic-queue --ray) uses Ray, which the dev extra installs
 soak: setup

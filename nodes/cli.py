@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "metric-bench": ("evidence.metric_bench", "main", "Pair Diversity Metric / CI node timings"),
     "soak": ("api_client.soak", "main", "soak test of the batch-queue client against real ComfyUI servers"),
     "sync-workflows": ("api_client.sync_workflows", "main", "regenerate the API-format copies of workflows/"),
+    "provenance": ("evidence.provenance", "main",
+                   "which command wrote each generated block and picture of the docs; whether the code still matches"),
 }
 
 
@@ -51,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         cli_args.parser(name).parse_args(rest)
     module_name, func, _ = COMMANDS[name]
     module = importlib.import_module(f"{__package__}.{module_name}")
-    result = getattr(module, func)(rest)
+    from .evidence import provenance
+
+    # the blocks and pictures the command writes record it, with the fingerprint of the code behind them
+    with provenance.command(name, rest):
+        result = getattr(module, func)(rest)
     return int(result or 0)
 
 

@@ -47,6 +47,9 @@ def _demo() -> argparse.ArgumentParser:
     ap.add_argument("--weights", type=pathlib.Path, default=None,
                     help="folder with digits_denoiser.{safetensors,json} (default: the shipped weights); "
                          "refused when the weights' sha256 differs from the one in their config")
+    ap.add_argument("--images", type=pathlib.Path, default=None,
+                    help="also copy the pictures the docs show, and the pack's icon, into this folder (docs/images) "
+                         "with a manifest.json recording the command and the code that drew them")
     return ap
 
 

@@ -60,3 +60,14 @@ def test_readme_is_a_front_page_and_every_doc_is_linked_from_it():
         assert f"(docs/{doc.name}" in readme, f"docs/{doc.name} is not linked from the README"
     for block in ("bench-headline",):
         assert f"<!-- BEGIN:{block} -->" in readme and f"<!-- END:{block} -->" in readme
+
+
+def test_the_registry_icon_is_a_square_png_of_this_repository():
+    toml = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    url = re.search(r'^Icon = "([^"]+)"', toml, re.M).group(1)
+    prefix = "https://raw.githubusercontent.com/antithetic-sampling/antithetic-sampling/main/"
+    assert url.startswith(prefix), url
+    png = (ROOT / url[len(prefix):]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # the IHDR chunk
+    assert width == height and 64 <= width <= 512, (width, height)

@@ -223,10 +223,15 @@ def test_training_leaves_the_global_rng_alone(tmp_path, digit_data):
 
 
 def test_demo_runs_end_to_end_on_the_quick_setting(tmp_path):
-    out = tmp_path / "demo"
-    assert demo.main(["--quick", "--out", str(out)]) == 0
+    out, images = tmp_path / "demo", tmp_path / "images"
+    assert demo.main(["--quick", "--out", str(out), "--images", str(images)]) == 0
     for name in ("report.md", "numbers.json", "pairs.png", "ci.png", "grid_iid.png", "grid_antithetic.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    # --images copies what the docs show, the icon included (square, as the registry wants)
+    assert sorted(p.name for p in images.iterdir()) == sorted(demo.PUBLISHED)
+    from matplotlib.image import imread
+
+    assert imread(images / "icon.png").shape[:2] == (256, 256)
     numbers = json.loads((out / "numbers.json").read_text())
     assert numbers["weights"]["shipped"] and numbers["weights"]["sha256"] == json.loads(
         (digits.WEIGHTS_DIR / digits.CONFIG_NAME).read_text())["weights_sha256"]  # the demo says which weights it used
@@ -248,7 +253,8 @@ def test_demo_figures_ask_their_question_in_the_title():
     fig = demo.trajectory_figure(traj, -0.8)
     ax = fig.axes[0]
     assert "stay opposite" in ax.get_title() and ax.get_ylabel() == "correlation within a pair"
-    labels = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert not fig.legends and ax.get_legend() is not None  # inside the axes: nothing clipped at the figure's edge
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "x₀-estimate, centered (as in the table)" in labels
     assert any("final images, centered (table): -0.80" in t for t in labels)
     shift = {"band": [0.1, 2.0], "curves": {

@@ -860,9 +860,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "soak.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     if args.readme:
-        from ..evidence.bench import replace_readme_block
+        from ..evidence.provenance import replace_block
 
-        if not replace_readme_block(args.readme, text, "soak-results"):
+        if not replace_block(args.readme, "soak-results", text):
             print(f"warning: no <!-- BEGIN:soak-results --> block in {args.readme}; README left unchanged",
                   file=sys.stderr)
     _say(f"soak: {result['passed']}/{len(checks)} checks passed in {result['seconds']:.0f} s; "

@@ -135,3 +135,15 @@ def json_default(o):
     if isinstance(o, tuple):
         return list(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def progress_bar(total: int, desc: str, unit: str = "design", enabled: bool = True):
+    """A tqdm bar (None when disabled or tqdm is missing: tqdm is a dev/bench dependency, not a pack one)."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, leave=False)
+    except ImportError:  # pragma: no cover
+        return None

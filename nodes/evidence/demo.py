@@ -38,6 +38,15 @@ from . import common, harness
 from .designs import interval, make_designs
 
 DEMO_DESIGNS = ("iid", "antithetic", "k4", "rqmc")
+# The pictures the docs show (``--images docs/images``): file -> what it shows (recorded in the manifest).
+PUBLISHED = {
+    "pairs.png": "the first 8 independent pairs beside the first 8 antithetic pairs, each with its centered r",
+    "ci.png": "each design's brightness estimate with its 95 % interval and its width relative to iid",
+    "trajectory.png": "the correlation within the antithetic pairs along the sampling trajectory",
+    "noise_shift.png": "sigma-hat / sigma per step with and without Noise Awareness Guidance",
+    "grid_rqmc.png": "the Sobol RQMC batch, one replicate per row",
+    "icon.png": "the pack's icon: the first two antithetic pairs (z, -z) of the demo",
+}
 
 
 # --------------------------------------------------------------------------- pictures
@@ -73,13 +82,39 @@ def pairs_figure(iid: torch.Tensor, anti: torch.Tensor, iid_r: np.ndarray, anti_
     k = 2 * pairs
 
     def panel(images, r, title):
-        return {"images": images[:k], "cols": 4, "unit": 2, "title": f"{title}\nmean centered r = {np.nanmean(r):+.2f}",
+        # the mean is the table's (over every pair of the batch), so the label says so
+        return {"images": images[:k], "cols": 4, "unit": 2,
+                "title": f"{title}\nmean r, all {len(r)} pairs: {np.nanmean(r):+.2f}",
                 "unit_labels": [f"r = {v:+.2f}" for v in r[:pairs]]}
 
     return plots.image_grids(
         [panel(iid, iid_r, "independent noise (core RandomNoise)"),
          panel(anti, anti_r, "antithetic noise: pairs (z, −z)")],
-        "Are the two images of a pair different? (r: centered correlation; −1 = opposite, 0 = unrelated)")
+        f"Are the two images of a pair different? The first {pairs} pairs of each batch (r: centered correlation; "
+        "−1 = opposite, 0 = unrelated)", size=(900, 560))
+
+
+def icon_image(anti: torch.Tensor) -> np.ndarray:
+    """The pack's icon (registry, ``pyproject.toml``): the demo's first two antithetic pairs, one pair per row."""
+    gray = anti[:4, ..., 0].numpy()
+    return plots.icon([(gray[0], gray[1]), (gray[2], gray[3])])
+
+
+def publish(out: pathlib.Path, folder: pathlib.Path, numbers: dict) -> dict | None:
+    """Copy the pictures the docs show into ``folder`` and record there what drew them (``provenance``): the
+    command, the code fingerprint, each picture's sha256 and the digest of the numbers they draw (the weights'
+    location and the run time left out: a rerun elsewhere must give the same digest)."""
+    import shutil
+
+    from . import provenance
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shown = {name: what for name, what in PUBLISHED.items() if (out / name).is_file()}
+    for name in shown:
+        shutil.copyfile(out / name, folder / name)
+    drawn = {k: v for k, v in numbers.items() if k not in ("seconds", "weights")}
+    drawn["weights_sha256"] = (numbers.get("weights") or {}).get("sha256")
+    return provenance.write_image_manifest(folder, shown, json.loads(json.dumps(drawn)))
 
 
 def ci_figure(numbers: dict, ref_mean: float, ref_half: float):
@@ -108,8 +143,8 @@ def trajectory_figure(traj: dict, table_value: float):
     return plots.line_plot(
         series, title="Does an antithetic pair stay opposite while sampling?\nmean correlation of the two images, per step",
         xlabel=f"sampling step (σ from {traj['sigma'][0]:.3g} down to {traj['sigma'][-1]:.3g})",
-        ylabel="correlation within a pair", ylim=(-1.05, 1.05), styles=styles, legend_below=True, size=(600, 440),
-        hlines=[(table_value, f"final images, centered (table): {table_value:+.2f}")])
+        ylabel="correlation within a pair", ylim=(-1.05, 1.05), styles=styles, legend_loc="upper right",
+        size=(760, 500), hlines=[(table_value, f"final images, centered (table): {table_value:+.2f}")])
 
 
 def noise_shift_figure(shift: dict, sampler: str, steps: int):
@@ -206,7 +241,8 @@ def _mean(a) -> float:
 
 # --------------------------------------------------------------------------- main
 def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = None, steps: int | None = None,
-        sampler: str = "dpmpp_2m", model_name: str = "digits", weights: pathlib.Path | None = None) -> dict:
+        sampler: str = "dpmpp_2m", model_name: str = "digits", weights: pathlib.Path | None = None,
+        images: pathlib.Path | None = None) -> dict:
     from ..methods.diversity import pair_diversity
 
     torch.set_num_threads(1)
@@ -280,6 +316,9 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
     # pairs picture: the first 8 iid "pairs" (consecutive images) next to the first 8 antithetic pairs
     plots.save_png(pairs_figure(shown["iid"][0], shown["antithetic"][0], shown["iid"][1], shown["antithetic"][1]),
                    out / "pairs.png")
+    from matplotlib.image import imsave
+
+    imsave(out / "icon.png", icon_image(shown["antithetic"][0]))
     ref = numbers["reference"]
     plots.save_png(ci_figure(numbers, ref["brightness_mean"], 1.96 * ref["brightness_se"]), out / "ci.png")
 
@@ -309,6 +348,10 @@ def run(out: pathlib.Path, quick: bool = False, seed: int = 0, n: int | None = N
     (out / "report.md").write_text(report(numbers, table), encoding="utf-8")
     print(table)
     print(f"\nwrote {out}/ (report.md, numbers.json, PNGs) in {numbers['seconds']} s")
+    if images is not None:
+        manifest = publish(out, images, numbers)
+        print(f"copied {len(PUBLISHED)} pictures to {images}/"
+              + (f" (provenance in {images}/manifest.json)" if manifest else ""))
     return numbers
 
 
@@ -379,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(args.out, quick=args.quick, seed=args.seed, n=args.n, steps=args.steps, sampler=args.sampler,
-            weights=args.weights)
+            weights=args.weights, images=args.images)
     except WeightsIntegrityError as exc:
         print(f"demo: refusing to run: {exc}", file=sys.stderr)
         return 2

@@ -51,7 +51,6 @@ from ..local_comfy.errors import ComfyUnavailable
 from ..local_comfy.tiny_checkpoint import ensure_checkpoint
 from ..methods import noise_awareness as na
 from . import common, harness
-from .bench import progress_bar
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 README_BLOCK = "guidance-results"
@@ -406,7 +405,7 @@ def run_digits(cfg: dict, seed: int = 0, progress: bool = True) -> dict:
     qv = quality_variants(cfg)
     cv = control_variants(model, cfg)
     total = len(cfg["settings"]) * (cfg["seeds"] * len(qv) + 2) + len(cfg["control_settings"]) * cfg["seeds"] * (1 + len(cv))
-    bar = progress_bar(total, "guidance-bench digits", unit="run", enabled=progress)
+    bar = common.progress_bar(total, "guidance-bench digits", unit="run", enabled=progress)
     res = {"model": "digits", "shape": list(model.shape), "dimension": int(np.prod(model.shape)),
            "schedule": "karras", "n_images": cfg["n"], "seeds": cfg["seeds"], "seed": seed,
            "estimator_noise": estimator_noise(model), "reference": {}, "estimators": {}, "settings": [],
@@ -888,9 +887,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "guidance.md").write_text(text, encoding="utf-8")
     print(text)
     if args.readme:
-        from .bench import replace_readme_block
+        from .provenance import replace_block
 
-        if not replace_readme_block(args.readme, text, README_BLOCK):
+        if not replace_block(args.readme, README_BLOCK, text):
             print(f"warning: no <!-- BEGIN:{README_BLOCK} --> block in {args.readme}; README left unchanged")
     return 0
 

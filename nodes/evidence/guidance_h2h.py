@@ -61,7 +61,6 @@ from .. import cli_args
 from ..methods import noise_awareness as na
 from . import common, harness
 from . import digits as dg
-from .bench import progress_bar
 from .guidance_bench import DigitReference
 
 BLOCK = "guidance-h2h"
@@ -424,7 +423,7 @@ def run(cfg: dict, seed: int = 0, progress: bool = True, weights_dir: pathlib.Pa
     like = DigitLikeness(train)
     methods = method_list(cfg)
     total = len(cfg["settings"]) * (cfg["seeds"] * len(methods) + 1)
-    bar = progress_bar(total, "guidance-h2h", unit="run", enabled=progress)
+    bar = common.progress_bar(total, "guidance-h2h", unit="run", enabled=progress)
     result = {
         "config": cfg, "seed": seed, "torch": torch.__version__, "platform": f"{platform.system()} {platform.machine()}",
         "model": {"weights_sha256": model.config["weights_sha256"], "dropout": model.config["training"]["dropout"],
@@ -602,7 +601,7 @@ def publish(result: dict, out: pathlib.Path, readmes: list[pathlib.Path],
     (out / "guidance_h2h.json").write_text(json.dumps(result, indent=1, default=common.json_default), encoding="utf-8")
     (out / "guidance_h2h.md").write_text(text, encoding="utf-8")
     print(text)
-    from .noise_timing import replace_block
+    from .provenance import replace_block
 
     for path in readmes:
         if not replace_block(path, BLOCK, text):

@@ -21,6 +21,7 @@ import torch
 from .. import cli_args
 from ..methods.antithetic import antithetic_noise
 from ..methods.sobol_rqmc import MAX_SOBOL_DIM, clear_direction_cache, sobol_rqmc_noise
+from .provenance import replace_block, write_blocks  # noqa: F401  (the shared block writer; other benches import it from here)
 
 SHAPES = {
     "SD1.5 512² ×8": (8, 4, 64, 64),
@@ -119,35 +120,6 @@ def markdown(result: dict) -> str:
             "both on your statistic in the bench table above before switching."
         )
     return "\n".join(lines)
-
-
-def replace_block(path: pathlib.Path, name: str, text: str) -> bool:
-    """Rewrite the README block between <!-- BEGIN:name --> and <!-- END:name --> (True if found)."""
-    src = path.read_text(encoding="utf-8")
-    begin, end = f"<!-- BEGIN:{name} -->", f"<!-- END:{name} -->"
-    if begin not in src or end not in src:
-        return False
-    head, rest = src.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{text.strip()}\n{end}{tail}", encoding="utf-8")
-    return True
-
-
-def write_blocks(paths, blocks: dict[str, str]) -> set[str]:
-    """Rewrite, in every markdown file of ``paths``, each of ``blocks`` ({name: text}) that the file contains.
-
-    The measured tables live in docs/evidence.md and the headline in README.md; one command can update both.
-    Returns the names written; warns about the blocks that no file had (when files were given).
-    """
-    written: set[str] = set()
-    for path in paths or ():
-        for name, text in blocks.items():
-            if replace_block(pathlib.Path(path), name, text):
-                written.add(name)
-    if paths and not written:
-        print(f"warning: none of the blocks {', '.join(blocks)} found in {', '.join(map(str, paths))}; "
-              "nothing rewritten")
-    return written
 
 
 def publish(out_dir: pathlib.Path, stem: str, result: dict, table: str, readme: pathlib.Path | None,

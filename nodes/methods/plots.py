@@ -139,9 +139,10 @@ def _finite(values) -> np.ndarray:
 def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str = "", xlabel: str = "",
               ylabel: str = "", size: tuple[int, int] = (560, 340), logy: bool = False,
               hlines: Sequence[tuple[float, str]] = (), ylim: tuple[float, float] | None = None,
-              styles: dict[str, dict] | None = None, legend_below: bool = False):
+              styles: dict[str, dict] | None = None, legend_below: bool = False, legend_loc: str = "best"):
     """Lines with markers; ``series`` maps a legend label to (xs, ys); ``hlines`` [(y, label)] are dashed grey
-    reference lines with legend entries; ``styles`` per label overrides matplotlib line keywords."""
+    reference lines with legend entries; ``styles`` per label overrides matplotlib line keywords. The legend sits
+    inside the axes at ``legend_loc`` (a matplotlib location), or below them with ``legend_below``."""
     fig = _figure(size)
     ax = fig.subplots()
     for k, (label, (xs, ys)) in enumerate(series.items()):
@@ -161,8 +162,28 @@ def line_plot(series: dict[str, tuple[Sequence[float], Sequence[float]]], title:
         if legend_below:
             fig.legend(loc="outside lower center", ncol=2, fontsize=11)
         else:
-            ax.legend(loc="best")
+            ax.legend(loc=legend_loc)
     return fig
+
+
+def icon(pairs: Sequence, size: int = 256, gap: int = 6):
+    """A square icon: each pair of images [H, W] (0..1) side by side, one pair per row, on a dark background."""
+    rows = len(pairs)
+    cell = (size - gap * (rows + 1)) // rows
+    out = np.full((size, size, 3), 24, np.uint8)
+    frame = np.array([int(PALETTE[0][i: i + 2], 16) for i in (1, 3, 5)], np.uint8)  # the grids' pair frame
+    for r, pair in enumerate(pairs):
+        y = gap + r * (cell + gap)
+        out[y - gap // 2: y + cell + gap // 2, gap // 2: size - gap // 2] = frame
+        out[y: y + cell, gap: size - gap] = 24
+        for c, img in enumerate(pair):
+            a = np.asarray(img, dtype=np.float64)
+            h, w = a.shape[:2]
+            rep = max(1, min(cell // h, (size - 3 * gap) // 2 // w))
+            tile = np.repeat(np.repeat(np.clip(a, 0, 1), rep, 0), rep, 1)
+            x = gap + c * (size - gap) // 2
+            out[y: y + tile.shape[0], x: x + tile.shape[1]] = (tile[..., None] * 255).round().astype(np.uint8)
+    return out
 
 
 @_styled
