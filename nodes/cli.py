@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "metric-bench": ("evidence.metric_bench", "main", "Pair Diversity Metric / CI node timings"),
     "soak": ("api_client.soak", "main", "soak test of the batch-queue client against real ComfyUI servers"),
     "sync-workflows": ("api_client.sync_workflows", "main", "regenerate the API-format copies of workflows/"),
+    "setup-bench": ("evidence.setup_cost", "main",
+                    "time and size of `make demo`'s and `make test`'s set-up on a fresh clone -> docs/testing.md"),
 }
 
 
