@@ -74,10 +74,13 @@ def measure(source: pathlib.Path, python: str, make_args: list[str]) -> dict:
             subprocess.run(["git", "clone", "--quiet", str(source), str(clone)], check=True)
             row = {"commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, text=True,
                                             capture_output=True, check=True).stdout.strip()}
+            loads = [os.getloadavg()[0]]
             for label, cmd in steps:
                 print(f"{name}: {' '.join(cmd)} ...", file=sys.stderr, flush=True)
                 py_arg = [f"PYTHON={python}"] if python else []
                 row[f"{label}_s"] = round(_timed([*cmd, *py_arg, *make_args], clone, env), 1)
+                loads.append(os.getloadavg()[0])
+            row["load"] = [round(min(loads), 1), round(max(loads), 1)]
             row.update(_venv_facts(clone))
             results[name] = row
             print(f"{name}: {row}", file=sys.stderr, flush=True)
@@ -88,6 +91,12 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.0f} MB"
 
 
+def _loads(results: dict) -> str:
+    lo = min(r["load"][0] for r in results.values())
+    hi = max(r["load"][1] for r in results.values())
+    return f"{lo:.1f}–{hi:.1f}"
+
+
 def render(results: dict, make_args: list[str]) -> str:
     demo, test = results["demo"], results["test"]
     extra = f" {' '.join(make_args)}" if make_args else ""
@@ -95,7 +104,9 @@ def render(results: dict, make_args: list[str]) -> str:
     return "\n".join([
         f"Measured by `antithetic-sampling setup-bench --readme docs/testing.md` (commit {demo['commit']}): a fresh "
         f"`git clone` per row, `make …{extra}` with Python {demo['python']} on {platform.system()} {platform.machine()}, "
-        f"pip's indexes on local disk (no download time), torch {demo['torch']} ({build} build) from a local wheel.",
+        f"pip's indexes on local disk (no download time), torch {demo['torch']} ({build} build) from a local wheel; "
+        f"a two-core machine shared with other jobs (1-minute load average {_loads(results)} during the runs: "
+        "expect less on an idle one).",
         "",
         "| first command | set-up (make target) | set-up wall time | then | `.venv` size | distributions installed |",
         "|---|---|---|---|---|---|",
