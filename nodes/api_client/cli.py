@@ -15,7 +15,8 @@ To estimate a statistic to a target half-width instead (queues prompts until the
 it dies) by Ray; the same scheduling, manifest and resume as --server (pip install 'antithetic-sampling[ray]').
 
 Input names are checked against the node (its inputs in the workflow, or its definition from /object_info);
-an unknown name is refused with the node's real inputs. --dry-run lists the jobs without a server: a UI-format
+an unknown name is refused with the node's real inputs. Values are checked against the input's type (INT, FLOAT,
+BOOLEAN, STRING, a combo's choices) before anything is queued. --dry-run lists the jobs without a server: a UI-format
 workflow is then converted with --object-info FILE, else with the node definitions the pack ships in
 workflows/object_info/object_info.json (they cover the example workflows' nodes).
 Rerun the same command to resume: jobs already done in the manifest are skipped.
