@@ -91,6 +91,10 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.0f} MB"
 
 
+def _commits(results: dict) -> str:
+    return " / ".join(dict.fromkeys(r["commit"] for r in results.values()))
+
+
 def _loads(results: dict) -> str:
     lo = min(r["load"][0] for r in results.values())
     hi = max(r["load"][1] for r in results.values())
@@ -102,7 +106,7 @@ def render(results: dict, make_args: list[str]) -> str:
     extra = f" {' '.join(make_args)}" if make_args else ""
     build = "CPU" if not demo["cuda"] else f"CUDA {demo['cuda']}"
     return "\n".join([
-        f"Measured by `antithetic-sampling setup-bench --readme docs/testing.md` (commit {demo['commit']}): a fresh "
+        f"Measured by `antithetic-sampling setup-bench --readme docs/testing.md` (commit {_commits(results)}): a fresh "
         f"`git clone` per row, `make …{extra}` with Python {demo['python']} on {platform.system()} {platform.machine()}, "
         f"pip's indexes on local disk (no download time), torch {demo['torch']} ({build} build) from a local wheel; "
         f"a two-core machine shared with other jobs (1-minute load average {_loads(results)} during the runs: "
@@ -141,15 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"),
                     help="output folder for setup_cost.json (default bench_out)")
     ap.add_argument("--readme", type=pathlib.Path, help="rewrite the setup-cost block of this markdown file")
+    ap.add_argument("--from-json", type=pathlib.Path, default=None,
+                    help="measure nothing: render the block from the setup_cost.json of an earlier run")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    results = measure(args.source, args.python, args.make_args)
-    text = render(results, args.make_args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "setup_cost.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        # older runs saved the results alone
+        results, make_args = saved.get("results", saved), saved.get("make_args", [])
+    else:
+        results, make_args = measure(args.source, args.python, args.make_args), args.make_args
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "setup_cost.json").write_text(json.dumps({"results": results, "make_args": make_args}, indent=2),
+                                                  encoding="utf-8")
+    text = render(results, make_args)
     print(text)
     if args.readme and not replace_block(args.readme, text):
         print(f"warning: no <!-- BEGIN:{BLOCK} --> block in {args.readme}; left unchanged", file=sys.stderr)
