@@ -86,18 +86,19 @@ WEIGHTS_USERS = {
 }
 
 
-def weights_folder(stem: str, hint: str):
-    """A folder holding ``<stem>.safetensors`` and ``<stem>.json`` (their hash is checked when they are loaded)."""
+def weights_folder(stems: tuple[str, ...], hint: str):
+    """A folder holding ``<stem>.safetensors`` and ``<stem>.json`` of every stem (their hash is checked when they
+    are loaded)."""
 
     def check(text: str) -> pathlib.Path:
         path = pathlib.Path(text)
-        need = f"a folder with {stem}.safetensors and {stem}.json ({hint})"
+        need = f"a folder with {', '.join(f'{s}.safetensors and {s}.json' for s in stems)} ({hint})"
         if not path.is_dir():
             raise argparse.ArgumentTypeError(f"{text} is not a folder; accepted: {need}")
-        missing = [f"{stem}{s}" for s in (".safetensors", ".json") if not (path / f"{stem}{s}").is_file()]
+        missing = [f"{s}{x}" for s in stems for x in (".safetensors", ".json") if not (path / f"{s}{x}").is_file()]
         if missing:
             other = [f"{s} weights, for {use}" for s, use in WEIGHTS_USERS.items()
-                     if s != stem and (path / f"{s}.safetensors").is_file()]
+                     if s not in stems and (path / f"{s}.safetensors").is_file()]
             raise argparse.ArgumentTypeError(f"{text} has no {' or '.join(missing)}"
                                              + (f" (it holds {'; '.join(other)})" if other else "")
                                              + f"; accepted: {need}")
@@ -124,7 +125,7 @@ def _demo() -> argparse.ArgumentParser:
                          "8 points tile it, two replicates or more; default 64; --quick 16)")
     ap.add_argument("--steps", type=positive_int, default=None, help="sampler steps, at least 1 (default 12; --quick 6)")
     ap.add_argument("--sampler", default="dpmpp_2m", choices=SAMPLERS, help="sampler (default dpmpp_2m)")
-    ap.add_argument("--weights", type=weights_folder("digits_denoiser", "e.g. from train --model denoiser"),
+    ap.add_argument("--weights", type=weights_folder(("digits_denoiser",), "e.g. from train --model denoiser"),
                     default=None,
                     help="folder with digits_denoiser.{safetensors,json} (default: the shipped weights), e.g. from "
                          "`train --model denoiser`; refused when the weights' sha256 differs from the one in their "
@@ -235,7 +236,8 @@ def _guidance_h2h() -> argparse.ArgumentParser:
     ap.add_argument("--n", type=int, default=None, help="images per seed (default 256; --quick 24)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds, split in halves (default 16; --quick 4)")
     ap.add_argument("--seed", type=int, default=0, help="base seed of the initial and step noise")
-    ap.add_argument("--weights", type=weights_folder("digits_denoiser_level_dropout", "from train --model nag"),
+    ap.add_argument("--weights", type=weights_folder(("digits_denoiser_level_dropout", "digits_level_regressor"),
+                                                "from train --model nag"),
                     default=None,
                     help="folder with the level-dropout denoiser and the regressor, e.g. from `train --model nag` "
                          "(default: the shipped ones)")
