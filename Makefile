@@ -1,23 +1,44 @@
 # One-command set-up for development, demo, tests and benchmarks (CPU is enough).
-# `make demo` / `make test` create .venv (CPU torch 2.13.0 + the pack in editable mode + dev tools) on first use.
+# `make demo` creates .venv with torch, the pack in editable mode and its `demo` extra only; `make test` (and every
+# other target) adds the `dev` extra (pytest, ruff, Ray, Playwright, scikit-learn, scikit-image, ...) to it.
+#
+# Which torch: `pip install torch==$(TORCH_VERSION) $(TORCH_INDEX)`. With TORCH_INDEX empty (the default) pip takes
+# whatever build its indexes offer first: on an ordinary Linux x86_64 machine that is the CUDA build (several GB of
+# nvidia-* wheels; PyPI's torch for macOS and Windows is a CPU build anyway). For the CPU build on Linux:
+#   make demo TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+# (a GPU machine with its own CUDA wheel index passes that index the same way).
 PYTHON ?= python3
 VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-fast bench evidence-check soak lint clean
+.PHONY: setup setup-demo demo test test-fast bench evidence-check soak lint clean
 
-setup: $(VENV)/.ready
-
-$(VENV)/.ready: pyproject.toml
+# the venv with torch and the pack (editable), shared by both set-ups
+$(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# CPU build of torch, pinned: ComfyUI owns torch in a real install, the pack never pulls it.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# pinned: ComfyUI owns torch in a real install, the pack never pulls it (TORCH_INDEX: see the top of this file)
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION) $(TORCH_INDEX)
 	touch $@
 
-demo: setup
+# demo only: the pack's runtime dependencies (numpy, scipy, safetensors, matplotlib) + the `demo` extra
+setup-demo: $(VENV)/.demo-ready
+
+$(VENV)/.demo-ready: $(VENV)/.base
+	$(BIN)/python -m pip install --quiet -e ".[demo]"
+	touch $@
+
+# everything: tests, lint, benches, soak (the `dev` extra)
+setup: $(VENV)/.ready
+
+$(VENV)/.ready: $(VENV)/.base
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.demo-ready
+
+demo: setup-demo
 	$(BIN)/antithetic-sampling demo --out demo_out
 
 test: setup

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sync-workflows": ("api_client.sync_workflows", "main", "regenerate the API-format copies of workflows/"),
     "provenance": ("evidence.provenance", "main",
                    "which command wrote each generated block and picture of the docs; whether the code still matches"),
+    "setup-bench": ("evidence.setup_cost", "main",
+                    "time and size of `make demo`'s and `make test`'s set-up on a fresh clone -> docs/testing.md"),
 }
 
 

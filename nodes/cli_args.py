@@ -8,6 +8,7 @@ heavy code afterwards (``nodes/cli.py`` parses once more up front for the same r
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import re
 
@@ -29,8 +30,85 @@ def plain(text: str) -> str:
     return text.replace("``", "").replace("**", "").replace("::\n", ":\n")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one plain line (``prog: error: argument --n: ...``, exit 2): the option and what it accepts;
+    ``--help`` has the rest."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def demo_images(text: str) -> int:
+    """--n of demo: the designs' units must tile the batch (pairs, groups of 4, RQMC replicates of 8 points) and
+    every interval needs at least two independent units, so a multiple of 8, at least 16."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; accepted: 16, 24, 32, … "
+                                         "(a multiple of 8, at least 16; default 64)") from None
+    if n < 16 or n % 8:
+        raise argparse.ArgumentTypeError(f"{n} images; accepted: 16, 24, 32, … (a multiple of 8, at least 16, so "
+                                         "that every design has two or more RQMC replicates of 8; default 64)")
+    return n
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; accepted: 1, 2, 3, …") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}; accepted: a whole number of at least 1")
+    return n
+
+
+def output_folder(text: str) -> pathlib.Path:
+    """A folder that exists and is writable, or can be created: refused up front when it is a file or its nearest
+    existing parent is not a writable folder (what the OS refuses later, the command reports in one line too)."""
+    path = pathlib.Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is an existing file; accepted: a folder (new or existing)")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write to {text}: {probe} is not writable; accepted: a folder "
+                                         "you can write to")
+    return path
+
+
+# weights stems and the command that reads them (mirrors nodes/evidence/digits.py, which needs torch)
+WEIGHTS_USERS = {
+    "digits_denoiser": "demo --weights",
+    "digits_denoiser_level_dropout": "guidance-h2h --weights",
+}
+
+
+def weights_folder(stems: tuple[str, ...], hint: str):
+    """A folder holding ``<stem>.safetensors`` and ``<stem>.json`` of every stem (their hash is checked when they
+    are loaded)."""
+
+    def check(text: str) -> pathlib.Path:
+        path = pathlib.Path(text)
+        need = f"a folder with {', '.join(f'{s}.safetensors and {s}.json' for s in stems)} ({hint})"
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is not a folder; accepted: {need}")
+        missing = [f"{s}{x}" for s in stems for x in (".safetensors", ".json") if not (path / f"{s}{x}").is_file()]
+        if missing:
+            other = [f"{s} weights, for {use}" for s, use in WEIGHTS_USERS.items()
+                     if s not in stems and (path / f"{s}.safetensors").is_file()]
+            raise argparse.ArgumentTypeError(f"{text} has no {' or '.join(missing)}"
+                                             + (f" (it holds {'; '.join(other)})" if other else "")
+                                             + f"; accepted: {need}")
+        return path
+
+    return check
+
+
 def _new(command: str, description: str) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=f"antithetic-sampling {command}", description=description)
+    ap = OneLineParser(prog=f"antithetic-sampling {command}", description=description)
     ap.add_argument("--version", action="version", version=f"antithetic-sampling {package_version()}")
     return ap
 
@@ -38,15 +116,20 @@ def _new(command: str, description: str) -> argparse.ArgumentParser:
 def _demo() -> argparse.ArgumentParser:
     ap = _new("demo", "Generate iid, antithetic-pair, K-group and Sobol RQMC batches from the embedded digits model "
                       "and write image grids, plots, a report and the measured numbers (no ComfyUI needed).")
-    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("demo_out"), help="output folder (default demo_out)")
+    ap.add_argument("--out", type=output_folder, default=pathlib.Path("demo_out"),
+                    help="output folder, created if needed (default demo_out)")
     ap.add_argument("--quick", action="store_true", help="CI setting: 16 images per design, 6 steps")
     ap.add_argument("--seed", type=int, default=0, help="base seed of every noise design (default 0)")
-    ap.add_argument("--n", type=int, default=None, help="images per design (default 64; --quick 16)")
-    ap.add_argument("--steps", type=int, default=None, help="sampler steps (default 12; --quick 6)")
+    ap.add_argument("--n", type=demo_images, default=None,
+                    help="images per design: a multiple of 8, at least 16 (pairs, groups of 4 and RQMC replicates of "
+                         "8 points tile it, two replicates or more; default 64; --quick 16)")
+    ap.add_argument("--steps", type=positive_int, default=None, help="sampler steps, at least 1 (default 12; --quick 6)")
     ap.add_argument("--sampler", default="dpmpp_2m", choices=SAMPLERS, help="sampler (default dpmpp_2m)")
-    ap.add_argument("--weights", type=pathlib.Path, default=None,
-                    help="folder with digits_denoiser.{safetensors,json} (default: the shipped weights); "
-                         "refused when the weights' sha256 differs from the one in their config")
+    ap.add_argument("--weights", type=weights_folder(("digits_denoiser",), "e.g. from train --model denoiser"),
+                    default=None,
+                    help="folder with digits_denoiser.{safetensors,json} (default: the shipped weights), e.g. from "
+                         "`train --model denoiser`; refused when the weights' sha256 differs from the one in their "
+                         "config")
     ap.add_argument("--images", type=pathlib.Path, default=None,
                     help="also copy the pictures the docs show, and the pack's icon, into this folder (docs/images) "
                          "with a manifest.json recording the command and the code that drew them")
@@ -156,8 +239,11 @@ def _guidance_h2h() -> argparse.ArgumentParser:
     ap.add_argument("--n", type=int, default=None, help="images per seed (default 256; --quick 24)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds, split in halves (default 16; --quick 4)")
     ap.add_argument("--seed", type=int, default=0, help="base seed of the initial and step noise")
-    ap.add_argument("--weights", type=pathlib.Path, default=None,
-                    help="folder with the level-dropout denoiser and the regressor (default: the shipped ones)")
+    ap.add_argument("--weights", type=weights_folder(("digits_denoiser_level_dropout", "digits_level_regressor"),
+                                                "from train --model nag"),
+                    default=None,
+                    help="folder with the level-dropout denoiser and the regressor, e.g. from `train --model nag` "
+                         "(default: the shipped ones)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--from-json", type=pathlib.Path, default=None,
                     help="re-derive the selection and the table from a guidance_h2h.json of an earlier run (no sampling; "

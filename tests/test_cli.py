@@ -45,6 +45,9 @@ def _all_parsers(monkeypatch) -> dict[str, argparse.ArgumentParser]:
     from antithetic_sampling.nodes.api_client import soak, sync_workflows
 
     parsers["soak"] = soak.build_parser()
+    from antithetic_sampling.nodes.evidence import setup_cost
+
+    parsers["setup-bench"] = setup_cost.build_parser()
     seen = []
 
     def capture(self, *a, **k):

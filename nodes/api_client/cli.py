@@ -15,7 +15,8 @@ To estimate a statistic to a target half-width instead (queues prompts until the
 it dies) by Ray; the same scheduling, manifest and resume as --server (pip install 'antithetic-sampling[ray]').
 
 Input names are checked against the node (its inputs in the workflow, or its definition from /object_info);
-an unknown name is refused with the node's real inputs. --dry-run lists the jobs without a server: a UI-format
+an unknown name is refused with the node's real inputs. Values are checked against the input's type (INT, FLOAT,
+BOOLEAN, STRING, a combo's choices) before anything is queued. --dry-run lists the jobs without a server: a UI-format
 workflow is then converted with --object-info FILE, else with the node definitions the pack ships in
 workflows/object_info/object_info.json (they cover the example workflows' nodes).
 Rerun the same command to resume: jobs already done in the manifest are skipped.
@@ -160,7 +161,10 @@ def prepare(args: argparse.Namespace, servers: list[str | Server]):
     sweeps = [parse_sweep(s) for s in args.sweeps]
     object_info = None
     if args.object_info:
-        object_info = json.loads(Path(args.object_info).read_text(encoding="utf-8"))
+        try:
+            object_info = json.loads(Path(args.object_info).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"--object-info {args.object_info} is not valid JSON ({exc})") from None
     if is_ui_workflow(data):
         if object_info is None and args.dry_run and not args.server:
             object_info = _offline_object_info(data)
@@ -189,8 +193,17 @@ def prepare(args: argparse.Namespace, servers: list[str | Server]):
         raise SpecError(f"{args.workflow} is neither an API-format prompt nor a UI-format workflow")
     if args.save_api:
         Path(args.save_api).write_text(json.dumps(prompt, indent=2), encoding="utf-8")
-    jobs = build_jobs(prompt, sets, sweeps, args.repeat, args.repeat_seed_stride, object_info)
+    jobs = build_jobs(prompt, sets, sweeps, args.repeat, args.repeat_seed_stride, object_info,
+                      definitions=input_definitions(object_info) if sets or sweeps else None)
     return prompt, jobs
+
+
+def input_definitions(object_info: dict | None) -> dict:
+    """Node definitions for checking --set/--sweep values: the server's (or --object-info's) where given, the
+    shipped snapshot's for the other classes it covers (an API workflow's dry run asks no server)."""
+    path = shipped_object_info()
+    shipped = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+    return {**shipped, **(object_info or {})}
 
 
 def _offline_object_info(ui: dict) -> dict:

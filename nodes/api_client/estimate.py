@@ -41,7 +41,7 @@ from ..methods import confidence as ci
 from ..methods import noise_control_variates as ncv
 from ..methods.sequential_estimation import StoppingRule, decide, iid_images_for
 from .client import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BatchRunner, normalize_url
-from .jobs import Job, SpecError, parse_set, resolve_node
+from .jobs import Job, SpecError, check_value, parse_set, resolve_node
 
 NOISE_CLASSES = ("AntitheticLatentNoise", "SobolRQMCLatentBatch", "RandomNoise")
 LATENT_CLASSES = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo")
@@ -357,7 +357,10 @@ def _load_prompt(path: str) -> dict:
     p = Path(path)
     if not p.exists():
         raise EstimateError(f"workflow file not found: {path}")
-    data = json.loads(p.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EstimateError(f"{path} is not valid JSON ({exc}); expected an API-format workflow") from None
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
         data = data["prompt"]
     if not is_api_prompt(data):
@@ -369,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = build_parser().parse_args(argv)
+    if not 0 < args.confidence < 1:  # before a prompt is queued (the interval would be undefined only at the end)
+        print(f"error: --confidence {args.confidence:g}: accepted: a level strictly between 0 and 1 (e.g. 0.95)",
+              file=sys.stderr, flush=True)
+        return EXIT_USAGE
 
     def _interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -393,8 +400,15 @@ def main(argv: list[str] | None = None) -> int:
 def run_estimate(args: argparse.Namespace) -> int:
     StoppingRule(args.target, args.target_rel, 8, args.max_images, args.confidence)  # usage errors before any I/O
     prompt = _load_prompt(args.workflow)
+    definitions = None
     for target, value in (parse_set(s) for s in args.sets):
-        prompt[resolve_node(prompt, target.node)].setdefault("inputs", {})[target.input] = value
+        nid = resolve_node(prompt, target.node)
+        if definitions is None:
+            from .cli import input_definitions
+
+            definitions = input_definitions(None)
+        value = check_value(prompt, nid, target.input, value, definitions, f"--set {target.node}.{target.input}")
+        prompt[nid].setdefault("inputs", {})[target.input] = value
     spec = detect_design(prompt, args.noise_node, args.batch)
     value_ref = None
     if args.value:

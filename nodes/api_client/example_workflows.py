@@ -359,6 +359,27 @@ def build_partial_antithetic_ancestral(object_info: dict) -> dict:
     return g.to_json()
 
 
+def build_brightness_pairs(object_info: dict) -> dict:
+    """Ready for ``antithetic-queue estimate`` as it is: one noise node (antithetic pairs), one image-saving node,
+    and the interval node wired to the NOISE and the latent (for ``--control-variates on``). API format only."""
+    g = UIGraph(object_info, name="brightness_pairs")
+    s = _setup(g, SD15, "a lighthouse on a rocky coast at dusk, photograph", width=512, height=512, batch=8,
+               steps=20, cfg=7.0, sampler="euler", scheduler="normal")
+    x = 2 * COL + 60
+    anti = _ours(g, g.add("AntitheticLatentNoise", (x, 0), size=(330, 154), noise_seed=SEED, group_size=2,
+                          layout="interleaved"))
+    res = _sample_decode(g, s, anti["NOISE"], x, 200, prefix="antithetic/estimate", title="Sample (antithetic pairs)")
+    _ours(g, g.add("NoiseDesignConfidenceInterval", (x + 860, 0), size=CI_SIZE, images=res[1]["IMAGE"],
+                   design="antithetic pairs", group_size=2, layout="interleaved", statistic="mean brightness",
+                   confidence=0.95, noise=anti["NOISE"], latent=s["latent"]["LATENT"]))
+    return g.to_json()
+
+
+# API-format only (workflows/api/<name>.json, no template): workflows for the batch client, built like the others
+API_ONLY_BUILDERS: dict[str, Callable[[dict], dict]] = {
+    "brightness_pairs": build_brightness_pairs,
+}
+
 BUILDERS: dict[str, Callable[[dict], dict]] = {
     "antithetic_vs_independent": build_antithetic_vs_independent,
     "k_antithetic_gallery": build_k_antithetic_gallery,

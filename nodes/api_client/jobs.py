@@ -201,6 +201,94 @@ def check_input(prompt: dict, nid: str, name: str, object_info: dict | None) -> 
                     "give a running --server or --object-info FILE")
 
 
+def input_type(prompt: dict, nid: str, name: str, definitions: dict | None) -> tuple[str, dict]:
+    """(type, options) of an input: from the node's definition (/object_info: ``["INT", {"min": 0, ...}]``, a combo
+    ``[[...], {...}]`` or ``["COMBO", {"options": [...]}]``) when known, else from the value the workflow gives it
+    (``NUMBER`` for a number: an API workflow cannot tell INT from FLOAT); ``ANY`` when neither says."""
+    info = (definitions or {}).get(prompt[nid].get("class_type")) or {}
+    spec = info.get("input") or {}
+    for section in ("required", "optional"):
+        entry = (spec.get(section) or {}).get(name)
+        if entry is None:
+            continue
+        entry = entry if isinstance(entry, (list, tuple)) else [entry]
+        kind = entry[0] if entry else None
+        opts = dict(entry[1]) if len(entry) > 1 and isinstance(entry[1], dict) else {}
+        if isinstance(kind, (list, tuple)):
+            return "COMBO", {**opts, "options": list(kind)}
+        if isinstance(kind, str):
+            return kind.upper(), opts
+    current = (prompt[nid].get("inputs") or {}).get(name)
+    if isinstance(current, bool):
+        return "BOOLEAN", {}
+    if isinstance(current, (int, float)):
+        return "NUMBER", {}
+    if isinstance(current, str):
+        return "STRING", {}
+    return "ANY", {}
+
+
+def _is_link(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+            and not isinstance(value[1], bool))
+
+
+def _range_text(opts: dict) -> str:
+    lo, hi = opts.get("min"), opts.get("max")
+    if lo is not None and hi is not None:
+        return f" from {lo} to {hi}"
+    if lo is not None:
+        return f" of at least {lo}"
+    if hi is not None:
+        return f" of at most {hi}"
+    return ""
+
+
+def check_value(prompt: dict, nid: str, name: str, value: Any, definitions: dict | None, where: str) -> Any:
+    """``value`` as the input ``name`` of node ``nid`` takes it, or a SpecError (one line: the option as given, the
+    input's type and what it accepts). A link ``["node", slot]`` is passed through; a whole-number float becomes an
+    int for an INT input, a number or true/false becomes its text for a STRING input."""
+    if _is_link(value):
+        return value
+    kind, opts = input_type(prompt, nid, name, definitions)
+    node = f"node {nid} ({prompt[nid].get('class_type')}) input {name!r}"
+
+    def refuse(accepted: str):
+        shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+        raise SpecError(f"{where}: {shown} does not fit {node}; accepted: {accepted}")
+
+    def in_range(v, accepted):
+        if (opts.get("min") is not None and v < opts["min"]) or (opts.get("max") is not None and v > opts["max"]):
+            refuse(accepted)
+        return v
+
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "INT":
+        accepted = f"a whole number{_range_text(opts)} (INT)"
+        if number and float(value).is_integer():
+            return in_range(int(value), accepted)
+        refuse(accepted)
+    if kind == "FLOAT":
+        accepted = f"a number{_range_text(opts)} (FLOAT)"
+        return in_range(value, accepted) if number else refuse(accepted)
+    if kind == "NUMBER":
+        return value if number else refuse("a number, as the workflow gives it")
+    if kind == "BOOLEAN":
+        return value if isinstance(value, bool) else refuse("true or false (BOOLEAN)")
+    if kind == "COMBO":
+        options = opts.get("options") or []
+        if options:
+            return value if value in options else refuse(", ".join(map(str, options)))
+        return value if isinstance(value, str) else refuse("a name (text)")
+    if kind == "STRING":
+        if isinstance(value, str):
+            return value
+        return json.dumps(value) if number or isinstance(value, bool) else refuse("text (STRING)")
+    if kind == "ANY":
+        return value
+    refuse(f"a link [\"node id\", output index] ({kind} is a socket, not a widget value)")
+
+
 def apply(prompt: dict, nid: str, name: str, value: Any) -> None:
     prompt[nid].setdefault("inputs", {})[name] = value
 
@@ -221,20 +309,28 @@ def build_jobs(
     repeat: int = 1,
     repeat_seed_stride: int = 0,
     object_info: dict | None = None,
+    definitions: dict | None = None,
 ) -> list[Job]:
-    """All jobs of a batch: base graph + --set, then the product of the sweeps, each repeated."""
+    """All jobs of a batch: base graph + --set, then the product of the sweeps, each repeated.
+
+    Every --set and --sweep value is checked against its input's type (``check_value``: the node definitions in
+    ``definitions``, else ``object_info``, else the workflow's own value) before any job exists."""
     if repeat < 1:
         raise SpecError(f"--repeat must be at least 1 (got {repeat})")
+    definitions = object_info if definitions is None else definitions
     base = copy.deepcopy(prompt)
     for target, value in sets:
         nid = resolve_node(base, target.node)
         check_input(base, nid, target.input, object_info)
-        apply(base, nid, target.input, value)
+        where = f"--set {target.node}.{target.input}"
+        apply(base, nid, target.input, check_value(base, nid, target.input, value, definitions, where))
     resolved = []
     for sw in sweeps:
         nid = resolve_node(base, sw.target.node)
         check_input(base, nid, sw.target.input, object_info)
-        resolved.append((nid, sw.target.input, sw.values))
+        where = f"--sweep {sw.text or f'{sw.target.node}.{sw.target.input}'}"
+        values = [check_value(base, nid, sw.target.input, v, definitions, where) for v in sw.values]
+        resolved.append((nid, sw.target.input, values))
     seed_targets = [
         (nid, name)
         for nid, n in base.items()

@@ -8,7 +8,9 @@ tests) are regenerated from them with the UI -> API converter in ``convert.py``,
 
 ``--build`` first regenerates the UI workflows themselves from ``example_workflows.py`` and the subgraph blueprints
 in ``subgraphs/`` from ``blueprints.py`` (widget order taken from ``/object_info``, so they always match the node
-definitions); ``--check`` writes nothing and exits 1 when a copy is out of date.
+definitions); ``--check`` writes nothing and exits 1 when a copy is out of date. The API-only workflows of
+``example_workflows.API_ONLY_BUILDERS`` (no template; e.g. ``brightness_pairs``, ready for
+``antithetic-queue estimate``) are built and converted on every run.
 """
 
 from __future__ import annotations
@@ -149,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         workflows.update({wf_dir / f"{n}.json": ui for n, ui in build_ui_workflows(object_info, args.only).items()})
     for path, ui in sorted(workflows.items()):
         write(api_path(path), dumps(to_api(ui, object_info)))
+    # API-only workflows (no template in workflows/): built and converted in one go, always from the code
+    from .example_workflows import API_ONLY_BUILDERS
+
+    for name, build in API_ONLY_BUILDERS.items():
+        write(wf_dir / "api" / f"{name}.json", dumps(to_api(build(object_info), object_info)))
 
     if args.server and args.save_object_info:
         classes = used_classes(list(workflows.values())) | pack_classes(object_info)

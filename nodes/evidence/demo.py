@@ -420,6 +420,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from .digits import WeightsIntegrityError
 
+    try:  # what the argument check cannot foresee (a read-only or special file system): one line, not a traceback
+        args.out.mkdir(parents=True, exist_ok=True)
+        probe = args.out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        ap.error(f"argument --out: cannot write to {args.out} ({exc.strerror or exc}); accepted: a folder you can "
+                 "write to")
     try:
         run(args.out, quick=args.quick, seed=args.seed, n=args.n, steps=args.steps, sampler=args.sampler,
             weights=args.weights, images=args.images)

@@ -393,8 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in install(out, MODELS[args.model]):
             print(f"installed {path}")
     else:
-        print(f"shipped weights unchanged ({WEIGHTS_DIR}); rerun with --install to replace them, or pass "
-              f"--weights {out} to demo")
+        # the folder is read by the command that uses these weights: demo for the denoiser, guidance-h2h for nag's
+        user = "demo" if args.model == "denoiser" else "guidance-h2h"
+        print(f"shipped weights unchanged ({WEIGHTS_DIR}); rerun with --install to replace them, or try them with "
+              f"`antithetic-sampling {user} --weights {out}`")
     return 0
 
 
