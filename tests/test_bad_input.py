@@ -19,7 +19,7 @@ from antithetic_sampling.nodes import cli_args
 from antithetic_sampling.nodes.api_client import cli as queue_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-API_WF = ROOT / "workflows" / "api" / "antithetic_vs_independent.json"
+API_WF = ROOT / "workflows" / "api" / "k_antithetic_gallery.json"  # one noise node (8) and a BasicScheduler
 DEAD_SERVER = "http://127.0.0.1:9"  # nothing listens: a command that got this far would exit 3, not 2
 
 
@@ -161,7 +161,7 @@ def test_sweep_values_are_checked_against_the_inputs_type_before_anything_is_que
     code, out, err = _queue([str(API_WF), "--sweep", spec, "--server", DEAD_SERVER, "--no-progress"], capsys)
     assert code == 2 and out == ""
     line = _one_line(err)
-    assert line.startswith("error: --sweep ") and accepted in line and "node 12 (AntitheticLatentNoise)" in line
+    assert line.startswith("error: --sweep ") and accepted in line and "node 8 (AntitheticLatentNoise)" in line
 
 
 def test_set_value_is_checked_too_and_from_the_workflow_when_no_definition_exists(capsys):
@@ -183,14 +183,14 @@ def test_valid_values_pass_and_are_normalised(capsys):
                              "--set", "Prompt.text=42", "--dry-run"], capsys)
     assert code == 0, err
     jobs = [json.loads(line) for line in out.splitlines()]
-    assert [j["params"] for j in jobs] == [{"12.noise_seed": v} for v in (0, 2, 4)]
+    assert [j["params"] for j in jobs] == [{"8.noise_seed": v} for v in (0, 2, 4)]
     from antithetic_sampling.nodes.api_client.jobs import build_jobs, parse_set, parse_sweep
 
     defs = queue_cli.input_definitions(None)
     graph = json.loads(API_WF.read_text())
-    job = build_jobs(graph, [parse_set("Prompt.text=42")], [parse_sweep("12.noise_seed=[4.0]")], definitions=defs)[0]
-    assert job.prompt["2"]["inputs"]["text"] == "42" and job.prompt["12"]["inputs"]["noise_seed"] == 4
-    assert isinstance(job.prompt["12"]["inputs"]["noise_seed"], int)
+    job = build_jobs(graph, [parse_set("Prompt.text=42")], [parse_sweep("8.noise_seed=[4.0]")], definitions=defs)[0]
+    assert job.prompt["2"]["inputs"]["text"] == "42" and job.prompt["8"]["inputs"]["noise_seed"] == 4
+    assert isinstance(job.prompt["8"]["inputs"]["noise_seed"], int)
 
 
 def test_ui_workflow_sweep_checked_against_the_shipped_definitions(capsys):
