@@ -39,11 +39,11 @@ def test_estimate_bench_smoke(tmp_path, monkeypatch):
     for r in res["rows"]:
         assert abs(r["fewer_than_iid"] - iid[(r["statistic"], r["target"])] / r["median_images"]) < 1e-9
     text = doc.read_text(encoding="utf-8")
-    assert "(stale table)" not in text and "| brightness | ±0.001 |" in text and "Best estimator at ±0.001" in text
+    assert "(stale table)" not in text and "| brightness | ±0.001 |" in text and "Fewest images at ±0.001" in text
     assert (tmp_path / "estimate_pool").is_dir()  # pools cached for the next run
     assert "Rule settings on the tuning repetitions" in text and "Coverage of the final interval, the defaults" in text
     head = summary.read_text(encoding="utf-8")  # the README's short version: every estimator at ±0.001
-    assert "(stale headline)" not in head and head.count(" | ") >= 2 * len(eb.POOL_DESIGNS) and "Best: " in head
+    assert "(stale headline)" not in head and head.count(" | ") >= 2 * len(eb.POOL_DESIGNS) and "Fewest images: " in head
     # --render-only rewrites the block from the saved JSON, rerunning nothing
     doc.write_text("<!-- BEGIN:estimate-results -->\nold\n<!-- END:estimate-results -->\n", encoding="utf-8")
     (tmp_path / "estimate_pool").rename(tmp_path / "moved_pools")
@@ -73,7 +73,7 @@ def test_fresh_mode_replicates_rows_on_new_images_and_flags_disagreement(tmp_pat
     assert res["images_generated"] - res["truth"]["images"] >= used
     text = doc.read_text(encoding="utf-8")
     assert "(stale)" not in text and "| K-groups K=4 + cv (16, 1) |" in text and "Mann-Whitney" in text
-    assert ef.parse_rows("headline") and ef.parse_rows("k4+cv") == [("k4", True)]
+    assert ef.parse_rows("headline") and ef.parse_rows("k4+cv,rqmc+auto") == [("k4", True), ("rqmc", "auto")]
     with pytest.raises(ValueError, match="fresh-rows"):
         ef.parse_rows("k8+cv")
 

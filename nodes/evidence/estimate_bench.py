@@ -318,7 +318,7 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
 
 
 def verdicts(result: dict) -> list[str]:
-    """Generated sentences on the issue's targets: pairs >= 4x fewer images than iid (median), the best estimator
+    """Generated sentences on the issue's targets: pairs >= 4x fewer images than iid (median), the cheapest estimator
     >= 10x at ±0.001 on brightness, coverage in 0.93-0.97 for every row."""
     rows = result["rows"]
     out = []
@@ -332,7 +332,7 @@ def verdicts(result: dict) -> list[str]:
                    + f"({'at least' if lo >= 4 else 'below'} the 4× asked for).")
     tight = [r for r in rows if r["statistic"] == "brightness" and r["target"] == min(t for _, t in result["targets"])]
     best = max(tight, key=lambda r: r["fewer_than_iid"])
-    out.append(f"- Best estimator at ±{best['target']:g} on brightness: {best['label']}"
+    out.append(f"- Fewest images at ±{best['target']:g} on brightness: {best['label']}"
                f"{suffix(best['control_variate'])}, {best['fewer_than_iid']:.1f}× fewer images than iid "
                f"({'meets' if best['fewer_than_iid'] >= 10 else 'misses'} the 10× asked for).")
     bad = [r for r in rows if not 0.93 <= r["coverage"] <= 0.97]
@@ -454,7 +454,7 @@ def headline(result: dict) -> str:
         if r["default"]:
             name = f"**{name}**"
         lines.append(f"| {name} | {r['median_images']:.0f} | {r['fewer_than_iid']:.1f}× | {r['coverage']:.3f} |")
-    lines += ["", f"Best: {best['label']}{suffix(best['control_variate'])}, "
+    lines += ["", f"Fewest images: {best['label']}{suffix(best['control_variate'])}, "
               f"{best['fewer_than_iid']:.1f}× fewer images than iid. Coverage of the defaults over all "
               f"{len(cov)} design × target rows: {min(cov):.3f}–{max(cov):.3f}."]
     return "\n".join(lines)

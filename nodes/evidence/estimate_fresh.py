@@ -40,6 +40,7 @@ CHUNK_IMAGES = 2048
 # the truth: a separate fresh sample of K-groups K=4 (every image is N(0, I), so its mean is unbiased; on brightness
 # it is about 7x as precise per image as iid)
 TRUTH_DESIGN = "k4"
+DEFAULT_TRUTH_IMAGES = 131072
 # the design names of antithetic-queue estimate (its RULE_DEFAULTS keys)
 CLIENT_DESIGN = {"iid": "iid", "antithetic": "pairs", "k4": "groups", "rqmc": "replicates"}
 DEFAULT_ROWS = ("k4", "k4+cv")
@@ -51,17 +52,17 @@ def fresh_seed(seed: int, slot: int, chunk: int) -> int:
     return FRESH_SEED_BASE + ((int(seed) * 16 + int(slot)) << 24) + int(chunk)
 
 
-def parse_rows(text: str) -> list[tuple[str, bool]]:
-    """``"k4,k4+cv"`` -> [("k4", False), ("k4", True)]; ``headline`` = every row of the README's headline but iid
-    alone (about 4000 images per estimate)."""
+def parse_rows(text: str) -> list[tuple[str, bool | str]]:
+    """``"k4,k4+cv,k4+auto"`` -> [("k4", False), ("k4", True), ("k4", "auto")]; ``headline`` = every row of the
+    README's headline but iid alone (about 4000 images per estimate)."""
     names = HEADLINE_ROWS if text.strip() == "headline" else [t.strip() for t in text.split(",") if t.strip()]
     out = []
     for name in names:
         d, _, cv = name.partition("+")
-        if d not in POOL_DESIGNS or cv not in ("", "cv"):
-            raise ValueError(f"--fresh-rows: {name!r} is not DESIGN or DESIGN+cv with DESIGN one of "
+        if d not in POOL_DESIGNS or cv not in ("", "cv", "auto"):
+            raise ValueError(f"--fresh-rows: {name!r} is not DESIGN, DESIGN+cv or DESIGN+auto with DESIGN one of "
                              f"{', '.join(POOL_DESIGNS)}")
-        out.append((d, cv == "cv"))
+        out.append((d, {"": False, "cv": True, "auto": "auto"}[cv]))
     if not out:
         raise ValueError("--fresh-rows: no row given")
     return out
@@ -177,23 +178,24 @@ def run_fresh(units: dict, rows: list[tuple[str, bool]], reps: int, seed: int, m
            "fixed_reps": fixed_reps, "prompt_images": eb.PROMPT_IMAGES, "chunk_images": CHUNK_IMAGES}
     streams: dict[str, FreshUnits] = {}
     for d, cv in rows:
-        pilot, aim = RULE_DEFAULTS[(CLIENT_DESIGN[d], cv)]
+        pilot, aim = RULE_DEFAULTS[(CLIENT_DESIGN[d], cv is True)]
+        cv_rule = RULE_DEFAULTS[(CLIENT_DESIGN[d], True)]  # where auto switches the control variate on
         u = units[d]
         src = streams.setdefault(d, FreshUnits(d, seed))
         k = src.k
         images0, seconds0 = src.images, src.seconds
         r0 = time.perf_counter()
-        fresh = [eb.run_rule(src.draw_for(stat), k, true_mean, target, cv, max_images, pilot, aim)
+        fresh = [eb.run_rule(src.draw_for(stat), k, true_mean, target, cv, max_images, pilot, aim, cv_rule)
                  for _ in range(reps)]
         fresh_s = time.perf_counter() - r0
-        rng = np.random.default_rng([seed, 7, POOL_DESIGNS.index(d), int(cv)])
-        pool = [eb.run_once(u, target, rng, cv, max_images, pilot, aim) for _ in range(reps)]
+        rng = np.random.default_rng([seed, 7, POOL_DESIGNS.index(d), eb.ESTIMATORS.index(cv)])
+        pool = [eb.run_once(u, target, rng, cv, max_images, pilot, aim, cv_rule) for _ in range(reps)]
         for r in pool:
             r["covered_true"] = bool(abs(r["estimate"] - true_mean) <= r["half_width"])
         sp, sf = eb.summarize(pool), eb.summarize(fresh)
         z = two_proportion_z(sf["coverage"], reps, sp["coverage"], reps)
         mw = stats.mannwhitneyu([r["images"] for r in fresh], [r["images"] for r in pool])
-        row = {"design": d, "control_variate": cv, "k": k, "label": eb.LABELS[d] + (" + cv" if cv else ""),
+        row = {"design": d, "control_variate": cv, "k": k, "label": eb.LABELS[d] + eb.suffix(cv),
                "pilot_units": pilot, "aim": aim, "pool": sp, "fresh": sf,
                "pool_coverage_vs_fresh_truth": float(np.mean([r["covered_true"] for r in pool])),
                "pool_mean_minus_truth": u["truth"] - true_mean,
@@ -208,10 +210,10 @@ def run_fresh(units: dict, rows: list[tuple[str, bool]], reps: int, seed: int, m
                 "coverage_stein_stage": _cover(stein), "share_stein_stage": len(stein) / len(runs),
                 "coverage_top_ups": _cover([r for r in runs if r["stages"] > 2]),
                 "t_ratio": _t_ratio(runs, tr, eb.CONFIDENCE)})
-        if fixed_reps:
+        if fixed_reps and cv != "auto":  # at a fixed size auto is one of the other two rows
             g = max(4, int(round(sf["median_images"])) // k)
             g -= g % max(1, eb.PROMPT_IMAGES // k)
-            frng = np.random.default_rng([seed, 8, POOL_DESIGNS.index(d), int(cv)])
+            frng = np.random.default_rng([seed, 8, POOL_DESIGNS.index(d), eb.ESTIMATORS.index(cv)])
 
             def pool_draw(u=u, frng=frng, g=g):
                 idx = frng.choice(u["y"].shape[0], g, replace=False)
@@ -229,6 +231,14 @@ def run_fresh(units: dict, rows: list[tuple[str, bool]], reps: int, seed: int, m
     out["sampling_seconds"] = round(sum(s.seconds for s in streams.values()) + truth["seconds"], 1)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+def _f(x: float) -> str:
+    return "–" if x != x else f"{x:.3f}"
+
+
+def _row_suffix(cv) -> str:
+    return {False: "", True: "+cv", "auto": "+auto"}[cv]
 
 
 def markdown(res: dict) -> str:
@@ -263,10 +273,12 @@ def markdown(res: dict) -> str:
         parts = [f"pool mean − fresh truth {r['pool_mean_minus_truth']:+.2g} "
                  f"({r['pool_mean_minus_truth'] / res['target']:+.3f} × target), pool runs scored against the fresh "
                  f"truth cover {r['pool_coverage_vs_fresh_truth']:.3f}",
-                 f"coverage of runs that stopped at the Stein stage {p['coverage_stein_stage']:.3f} / "
-                 f"{f['coverage_stein_stage']:.3f} ({100 * p['share_stein_stage']:.0f} / "
-                 f"{100 * f['share_stein_stage']:.0f} % of runs), after top-ups {p['coverage_top_ups']:.3f} / "
-                 f"{f['coverage_top_ups']:.3f}",
+                 (f"coverage of runs that stopped at the Stein stage {_f(p['coverage_stein_stage'])} / "
+                  f"{_f(f['coverage_stein_stage'])} ({100 * p['share_stein_stage']:.0f} / "
+                  f"{100 * f['share_stein_stage']:.0f} % of runs), after top-ups {_f(p['coverage_top_ups'])} / "
+                  f"{_f(f['coverage_top_ups'])}") if p["share_stein_stage"] or f["share_stein_stage"] else
+                 "every run needed top-ups (stages grow at most 1.3× with the control variate), so there is no "
+                 "split by stage",
                  f"95th percentile of |error| / SE over the t quantile used {p['t_ratio']:.3f} / {f['t_ratio']:.3f}"]
         if "fixed_units" in r:
             parts.append(f"the same interval at a fixed {r['fixed_units']} units ({r['fixed_units'] * r['k']} images; "
@@ -280,6 +292,7 @@ def markdown(res: dict) -> str:
               f"- Cost: {res['images_generated']:,} images sampled ({res['sampling_seconds']:.0f} s of sampling, "
               f"{1000 * res['sampling_seconds'] / max(1, res['images_generated']):.2f} ms per image on one CPU "
               f"thread), {res['seconds']:.0f} s in all. Command: `antithetic-sampling estimate-bench --fresh "
-              f"{res['reps']} --fresh-rows {','.join(r['design'] + ('+cv' if r['control_variate'] else '') for r in res['rows'])}"
+              f"{res['reps']} --fresh-rows {','.join(r['design'] + _row_suffix(r['control_variate']) for r in res['rows'])}"
+              + (f" --fresh-truth {res['truth']['images']}" if res["truth"]["images"] != DEFAULT_TRUTH_IMAGES else "")
               + (f" --fresh-fixed {res['fixed_reps']}" if res["fixed_reps"] else "") + "`."]
     return "\n".join(lines)
