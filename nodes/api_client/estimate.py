@@ -34,7 +34,7 @@ import copy
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -467,7 +467,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         dec = decide(rule, cur["units"], spec.unit_size, cur["estimate"], cur["half_width"], dof_loss, upp)
         if auto and not stages:
             projected = dec.units_wanted * spec.unit_size
-            cv_rule = rule_for(True)
+            # the pilot so far counts as (part of) the control variate's pilot, never its final sample
+            cv_rule = replace(rule_for(True), min_units=max(rule_for(True).min_units, cur["units"]))
             use_cv = has_coefs and not dec.stop and auto_control_variate(projected, spec.unit_size, upp,
                                                                          cv_rule.min_units)
             print(f"control variate {'on' if use_cv else 'off'} (auto: the pilot projects {projected} images"

@@ -140,8 +140,10 @@ def run_rule(draw, k: int, truth: float, target: float, use_cv: bool | str, max_
         dec = decide(rule, g, k, est, hw, 2 if cv_on else 1, upp)
         if projected is None:  # what the pilot projects (the Stein step): --control-variates auto decides on it
             projected = dec.units_wanted * k
-            if auto and not dec.stop and auto_control_variate(projected, k, upp, cv_rule[0]):
-                cv_on, rule = True, rule_for(True, *cv_rule)
+            # the pilot so far counts as (part of) the control variate's pilot, never its final sample
+            cv_pilot = max(cv_rule[0], g) if auto else 0
+            if auto and not dec.stop and auto_control_variate(projected, k, upp, cv_pilot):
+                cv_on, rule = True, rule_for(True, cv_pilot, cv_rule[1])
                 est, hw, se, dof = interval(True, y, items, coefs)
                 dec = decide(rule, g, k, est, hw, 2, upp)
         if dec.stop:
