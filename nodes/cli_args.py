@@ -269,6 +269,17 @@ def _estimate_bench() -> argparse.ArgumentParser:
                     help="rewrite the estimate-headline block (the tightest brightness target) of this file; repeatable")
     ap.add_argument("--render-only", action="store_true",
                     help="rerun nothing: rewrite the markdown (and --readme block) from OUT/estimate_bench.json")
+    ap.add_argument("--fresh", type=int, default=0, metavar="N",
+                    help="instead of the pool bench: replicate the tightest brightness rows with N estimates on "
+                         "freshly sampled images each (and N on the pool), flag disagreement; writes the "
+                         "estimate-fresh block (with --render-only: from OUT/estimate_fresh.json)")
+    ap.add_argument("--fresh-rows", default="k4,k4+cv",
+                    help="rows for --fresh: DESIGN or DESIGN+cv, comma-separated (designs iid, antithetic, k4, "
+                         "rqmc), or 'headline' (every headline row but iid alone); default k4,k4+cv")
+    ap.add_argument("--fresh-truth", type=int, default=131072,
+                    help="images of the separate fresh sample whose mean is the truth for --fresh (default 131072)")
+    ap.add_argument("--fresh-fixed", type=int, default=0, metavar="M",
+                    help="with --fresh: also the row's interval at a fixed size on M fresh and M pool samples")
     return ap
 
 

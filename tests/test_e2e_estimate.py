@@ -118,6 +118,16 @@ def test_estimate_interval_equals_recomputation_from_images(comfy_server, tmp_pa
     assert cv["estimate"] == pytest.approx(ref.estimate, rel=1e-9, abs=1e-12)
     assert cv["half_width"] == pytest.approx(ref.half_width, rel=1e-9)
 
+    # --control-variates auto: the pilot (4 pairs) projects the whole budget (32 images) against the control
+    # variate's least 16 (its pilot of 4 pairs and one prompt), so it switches on after the pilot and reports the
+    # same interval as `on` on the same images
+    out_auto = tmp_path / "out_auto"
+    shutil.copytree(out, out_auto)
+    assert _run(wf, out_auto, [comfy_server.url], "--control-variates", "auto") == 0
+    auto = json.loads((out_auto / "estimate.json").read_text())
+    assert [s["control_variate"] for s in auto["stages"]][:2] == [True, True] and auto["control_variates"]
+    assert (auto["estimate"], auto["half_width"], auto["images"]) == (cv["estimate"], cv["half_width"], cv["images"])
+
 
 def test_estimate_over_two_servers_with_one_stopped(comfy_server, tmp_path):
     cenv = comfy_server.env

@@ -17,8 +17,10 @@ Control variates (``nodes.methods.noise_control_variates``): when the workflow's
 node gets the NOISE and the latent, it reports the lowest DCT coefficients of every image's initial noise; the
 estimate then fits a surrogate of the statistic on them (a linear part plus one principal quadratic direction,
 fitted on the images of the other prompts: cross-fitted) and uses it as one control with β re-estimated (one more
-dof); the surrogate's mean is exactly 0 under the noise law, so the estimate stays unbiased. ``--control-variates auto`` turns it on only for the designs where ``estimate-bench``
-measured a gain on held-out repetitions with coverage in 0.93-0.97 (``CV_DEFAULT``).
+dof); the surrogate's mean is exactly 0 under the noise law, so the estimate stays unbiased. Without
+``--control-variates`` it is on only for the designs where ``estimate-bench`` measured a gain on held-out
+repetitions with coverage in 0.93-0.97 (``CV_DEFAULT``); ``--control-variates auto`` decides per run, after the
+pilot, from the images the pilot projects (:func:`auto_control_variate`).
 
 Output in ``--out``: the images and ``manifest.jsonl`` (as for a batch, plus ``estimate`` records per stage and a
 final ``estimate_result``), ``estimate.json`` and ``estimate_halfwidth.png`` (half-width against images, the
@@ -32,7 +34,7 @@ import copy
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,16 @@ RULE_DEFAULTS = {
     ("replicates", False): (16, 1.0), ("replicates", True): (16, 1.0),
 }
 CV_MAX_GROWTH = 1.3  # with the control variate a stage grows the units at most 1.3x (its surrogate keeps learning)
+
+
+def auto_control_variate(projected_images: int, unit_size: int, units_per_prompt: int, cv_pilot_units: int) -> bool:
+    """``--control-variates auto``: turn the control variate on when the design alone's pilot projects more images
+    than the control-variate route can possibly stop at: its own pilot (never the final sample, at least 4 units
+    for the intercept, β and their spread) and one prompt more. A size rule with no tuned constant: below that the
+    control can only cost images (estimate-bench: it pays at tight targets and costs at loose ones)."""
+    upp = max(1, int(units_per_prompt))
+    pilot = -(-max(int(cv_pilot_units), 4) // upp) * upp
+    return int(projected_images) > (pilot + upp) * int(unit_size)
 
 
 class EstimateError(SpecError):
@@ -332,8 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-node", default=None, help="the image-saving node to measure (when there are several)")
     p.add_argument("--noise-node", default=None, help="the noise node (id, title or class) when there are several")
     p.add_argument("--batch", type=int, default=None, help="images per prompt (default: the empty latent's batch_size)")
-    p.add_argument("--control-variates", choices=("auto", "on", "off"), default="auto",
-                   help="noise control variate: auto = on where estimate-bench measured a gain (default)")
+    p.add_argument("--control-variates", choices=("auto", "on", "off"), default=None,
+                   help="noise control variate: on, off, or auto = decided per run after the pilot: on when the "
+                        "pilot projects more images than the control variate's own pilot and one prompt (docs/"
+                        "estimate.md; default: on for the designs where estimate-bench measured a gain, today none)")
     p.add_argument("--pilot-units", type=int, default=None,
                    help="independent units in the pilot, never the final sample (default: per design and control "
                         "variate, chosen by estimate-bench; see docs/estimate.md)")
@@ -417,19 +431,25 @@ def run_estimate(args: argparse.Namespace) -> int:
         node, key = args.value.rsplit(".", 1)
         value_ref = (resolve_node(prompt, node), key)
     image_node = resolve_node(prompt, args.image_node) if args.image_node else None
-    use_cv = {"on": True, "off": False, "auto": CV_DEFAULT.get(spec.design, False)}[args.control_variates]
-    default_pilot, default_aim = RULE_DEFAULTS.get((spec.design, use_cv), (8, 1.0))
-    pilot_units = args.pilot_units if args.pilot_units is not None else default_pilot
-    aim = args.aim if args.aim is not None else default_aim
-    # with the control variate a stage grows at most CV_MAX_GROWTH x (its surrogate keeps learning)
-    rule = StoppingRule(args.target, args.target_rel, pilot_units, args.max_images, args.confidence, aim,
-                        CV_MAX_GROWTH if use_cv else None)
+    mode = args.control_variates or "default"
+    auto = mode == "auto"  # decided after the pilot, which runs with the design alone's rule
+    use_cv = {"on": True, "off": False, "auto": False, "default": CV_DEFAULT.get(spec.design, False)}[mode]
+
+    def rule_for(cv: bool) -> StoppingRule:
+        default_pilot, default_aim = RULE_DEFAULTS.get((spec.design, cv), (8, 1.0))
+        pilot_units = args.pilot_units if args.pilot_units is not None else default_pilot
+        aim = args.aim if args.aim is not None else default_aim
+        # with the control variate a stage grows at most CV_MAX_GROWTH x (its surrogate keeps learning)
+        return StoppingRule(args.target, args.target_rel, pilot_units, args.max_images, args.confidence, aim,
+                            CV_MAX_GROWTH if cv else None)
+
+    rule = rule_for(use_cv)
     stat_label = f"value {args.value}" if args.value else args.statistic
     servers = [normalize_url(s) for s in (args.server or ["http://127.0.0.1:8188"])]
     out = Path(args.out)
     upp = spec.units_per_prompt
     print(f"design: {spec.label()}, {spec.batch} images = {upp} unit(s) per prompt; control variate "
-          f"{'on' if use_cv else 'off'}", file=sys.stderr, flush=True)
+          f"{'decided after the pilot (auto)' if auto else 'on' if use_cv else 'off'}", file=sys.stderr, flush=True)
     dof_loss = 2 if use_cv else 1
     dec = decide(rule, 0, spec.unit_size, None, None, dof_loss, upp)
     stages: list[dict] = []
@@ -450,16 +470,31 @@ def run_estimate(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
             return EXIT_FAILED
         vals, coefs = [], []
+        # auto reads the noise coefficients where the workflow reports them (without them it stays off)
+        has_coefs = auto and all(_ui_list(done[j.key], None, COEF_KEY) is not None for j in jobs)
         for j in jobs:
             v, c = prompt_data(done[j.key], out, spec, args.statistic, args.channel, args.threshold, value_ref,
-                               image_node, use_cv)
+                               image_node, use_cv or has_coefs)
             vals.append(v)
             coefs.append(c)
         cur = interval_of(vals, coefs if use_cv else None, spec, args.confidence, use_cv)
         dec = decide(rule, cur["units"], spec.unit_size, cur["estimate"], cur["half_width"], dof_loss, upp)
+        if auto and not stages:
+            projected = dec.units_wanted * spec.unit_size
+            # the pilot so far counts as (part of) the control variate's pilot, never its final sample
+            cv_rule = replace(rule_for(True), min_units=max(rule_for(True).min_units, cur["units"]))
+            use_cv = has_coefs and not dec.stop and auto_control_variate(projected, spec.unit_size, upp,
+                                                                         cv_rule.min_units)
+            print(f"control variate {'on' if use_cv else 'off'} (auto: the pilot projects {projected} images"
+                  + ("" if has_coefs else "; the workflow reports no noise coefficients") + ")",
+                  file=sys.stderr, flush=True)
+            if use_cv:
+                rule, dof_loss = cv_rule, 2
+                cur = interval_of(vals, coefs, spec, args.confidence, True)
+                dec = decide(rule, cur["units"], spec.unit_size, cur["estimate"], cur["half_width"], dof_loss, upp)
         stage = {"stage": len(stages), "prompts": n_prompts, "images": cur["images"], "units": cur["units"],
                  "estimate": cur["estimate"], "half_width": cur["half_width"], "goal": dec.goal,
-                 "decision": dec.reason, "units_wanted": dec.units_wanted}
+                 "decision": dec.reason, "units_wanted": dec.units_wanted, "control_variate": bool(use_cv)}
         stages.append(stage)
         runner.manifest.append({"type": "estimate", **stage})
         print(f"stage {stage['stage']}: {cur['images']} images, {stat_label} {cur['estimate']:.6g} "

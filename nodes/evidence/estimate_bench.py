@@ -51,6 +51,13 @@ CEILING_TEST_UNITS = 8192
 # with the highest minimum)
 RULE_GRID = ((8, 1.0), (16, 1.0), (8, 0.9), (16, 0.9))
 CHAOS_COEFFICIENTS = 16
+# the estimators of every design: alone, with the control variate, and --control-variates auto (decided per run
+# from the pilot's projection)
+ESTIMATORS = (False, True, "auto")
+
+
+def suffix(cv) -> str:
+    return {False: "", True: " + cv", "auto": " + cv auto"}[cv]
 
 
 def units_of(pool: dict, stat: str) -> dict:
@@ -79,38 +86,73 @@ def item_variance(y: np.ndarray, ssw: np.ndarray, k: int) -> float:
     return float((msb + (k - 1) * msw) / k)
 
 
-def run_once(u: dict, target: float, rng: np.random.Generator, use_cv: bool, max_images: int,
-             min_units: int = 8, aim: float = 1.0) -> dict:
-    """One estimate: draw units until the stopping rule says stop. Returns images, estimate, half-width, ..."""
-    k = u["k"]
-    upp = max(1, PROMPT_IMAGES // k)
+def run_once(u: dict, target: float, rng: np.random.Generator, use_cv: bool | str, max_images: int,
+             min_units: int = 8, aim: float = 1.0, cv_rule: tuple[int, float] | None = None) -> dict:
+    """One estimate on units resampled from a pool: draw units until the stopping rule says stop. Returns images,
+    estimate, half-width, ..."""
     # without replacement inside one estimate: a unit drawn twice would sit in two cross-fitting folds and leak
     # into its own control (the pool is >= 30x an estimate, so the finite-population effect is negligible)
     order = rng.permutation(u["y"].shape[0])
-    cap = min(max_images // k, order.shape[0])
-    rule = StoppingRule(target=target, min_units=min_units, max_images=cap * k, confidence=CONFIDENCE, aim=aim,
-                        max_growth=CV_MAX_GROWTH if use_cv else None)
-    dof_loss = 2 if use_cv else 1
-    dec = decide(rule, 0, k, None, None, dof_loss, upp)
+    cap = min(max_images // u["k"], order.shape[0])
+
+    def draw(g: int):
+        idx = order[:g]
+        return u["y"][idx], u["items"][idx], u["coefs"][idx]
+
+    return run_rule(draw, u["k"], u["truth"], target, use_cv, cap * u["k"], min_units, aim, cv_rule)
+
+
+def run_rule(draw, k: int, truth: float, target: float, use_cv: bool | str, max_images: int, min_units: int = 8,
+             aim: float = 1.0, cv_rule: tuple[int, float] | None = None) -> dict:
+    """One estimate with the client's stopping rule and interval; ``draw(g)`` gives the run's first g units (unit
+    means [g], item values [g, K], noise coefficients [g, K, M]), from a pool or freshly sampled.
+
+    ``use_cv="auto"``: ``antithetic-queue estimate --control-variates auto``: the design-alone rule (``min_units``,
+    ``aim``) for the pilot, then the control variate with ``cv_rule`` = (pilot units, aim) when the pilot projects
+    more images than the control-variate route can stop at (``estimate.auto_control_variate``)."""
+    from ..api_client.estimate import auto_control_variate
+
+    upp = max(1, PROMPT_IMAGES // k)
+    auto = use_cv == "auto"
+    cv_on = bool(use_cv) and not auto
+
+    def rule_for(cv: bool, pilot: int, aim_: float) -> StoppingRule:
+        return StoppingRule(target=target, min_units=pilot, max_images=max_images, confidence=CONFIDENCE, aim=aim_,
+                            max_growth=CV_MAX_GROWTH if cv else None)
+
+    def interval(cv: bool, y, items, coefs):
+        if cv:
+            res, _ = ncv.cross_fitted_interval(y, coefs, np.arange(y.shape[0]) // upp, CONFIDENCE, item_values=items)
+            return res.estimate, res.half_width, res.std_error, res.dof
+        g = y.shape[0]
+        hw = float(stats.t.ppf(0.5 + CONFIDENCE / 2, g - 1) * y.std(ddof=1) / math.sqrt(g))
+        return float(y.mean()), hw, float(y.std(ddof=1) / math.sqrt(g)), g - 1
+
+    rule = rule_for(cv_on, min_units, aim)
+    dec = decide(rule, 0, k, None, None, 2 if cv_on else 1, upp)
     stages = 0
+    projected = None
     while True:
         g = dec.units_wanted
-        idx = order[:g]
-        y = u["y"][idx]
-        if use_cv:
-            res, _ = ncv.cross_fitted_interval(y, u["coefs"][idx], np.arange(g) // upp, CONFIDENCE,
-                                               item_values=u["items"][idx])
-            est, hw = res.estimate, res.half_width
-        else:
-            est = float(y.mean())
-            hw = float(stats.t.ppf(0.5 + CONFIDENCE / 2, g - 1) * y.std(ddof=1) / math.sqrt(g))
+        y, items, coefs = draw(g)
+        est, hw, se, dof = interval(cv_on, y, items, coefs)
         stages += 1
-        dec = decide(rule, g, k, est, hw, dof_loss, upp)
+        dec = decide(rule, g, k, est, hw, 2 if cv_on else 1, upp)
+        if projected is None:  # what the pilot projects (the Stein step): --control-variates auto decides on it
+            projected = dec.units_wanted * k
+            # the pilot so far counts as (part of) the control variate's pilot, never its final sample
+            cv_pilot = max(cv_rule[0], g) if auto else 0
+            if auto and not dec.stop and auto_control_variate(projected, k, upp, cv_pilot):
+                cv_on, rule = True, rule_for(True, cv_pilot, cv_rule[1])
+                est, hw, se, dof = interval(True, y, items, coefs)
+                dec = decide(rule, g, k, est, hw, 2, upp)
         if dec.stop:
             break
-    s2 = item_variance(y, u["ssw"][idx], k)
-    return {"images": g * k, "estimate": est, "half_width": hw, "covered": abs(est - u["truth"]) <= hw,
-            "stages": stages, "reached": dec.reason == "target reached",
+    ssw = ((items - items.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    s2 = item_variance(y, ssw, k)
+    return {"images": g * k, "estimate": est, "half_width": hw, "covered": abs(est - truth) <= hw,
+            "std_error": se, "dof": int(dof), "stages": stages, "reached": dec.reason == "target reached",
+            "pilot_projection": int(projected), "control_variate_used": cv_on,
             "iid_images": iid_images_for(s2, hw, CONFIDENCE)}
 
 
@@ -232,15 +274,17 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
     runs: dict[tuple, dict[str, list]] = {}
     for d in POOL_DESIGNS:
         for ti, (stat, target) in enumerate(TARGETS):
-            for cv in (False, True):
-                pilot, aim = rules[(d, cv)]["pilot_units"], rules[(d, cv)]["aim"]
+            for cv in ESTIMATORS:
+                # auto: the design alone's rule for the pilot, then the control variate's rule if it switches on
+                pilot, aim = rules[(d, cv is True)]["pilot_units"], rules[(d, cv is True)]["aim"]
+                cv_rule = (rules[(d, True)]["pilot_units"], rules[(d, True)]["aim"])
                 key = (d, stat, target, cv)
                 n_tune = decision_reps
                 n_rep = reps if cv else design_reps
-                rng = rng_for(2, POOL_DESIGNS.index(d), ti, int(cv))
-                runs[key] = {"tune": [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim)
+                rng = rng_for(2, POOL_DESIGNS.index(d), ti, ESTIMATORS.index(cv))
+                runs[key] = {"tune": [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim, cv_rule)
                                       for _ in range(n_tune)],
-                             "report": [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim)
+                             "report": [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim, cv_rule)
                                         for _ in range(n_rep)]}
                 if progress:
                     progress(1)
@@ -276,7 +320,7 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
 
 
 def verdicts(result: dict) -> list[str]:
-    """Generated sentences on the issue's targets: pairs >= 4x fewer images than iid (median), the best estimator
+    """Generated sentences on the issue's targets: pairs >= 4x fewer images than iid (median), the cheapest estimator
     >= 10x at ±0.001 on brightness, coverage in 0.93-0.97 for every row."""
     rows = result["rows"]
     out = []
@@ -290,8 +334,8 @@ def verdicts(result: dict) -> list[str]:
                    + f"({'at least' if lo >= 4 else 'below'} the 4× asked for).")
     tight = [r for r in rows if r["statistic"] == "brightness" and r["target"] == min(t for _, t in result["targets"])]
     best = max(tight, key=lambda r: r["fewer_than_iid"])
-    out.append(f"- Best estimator at ±{best['target']:g} on brightness: {best['label']}"
-               f"{' + cv' if best['control_variate'] else ''}, {best['fewer_than_iid']:.1f}× fewer images than iid "
+    out.append(f"- Fewest images at ±{best['target']:g} on brightness: {best['label']}"
+               f"{suffix(best['control_variate'])}, {best['fewer_than_iid']:.1f}× fewer images than iid "
                f"({'meets' if best['fewer_than_iid'] >= 10 else 'misses'} the 10× asked for).")
     bad = [r for r in rows if not 0.93 <= r["coverage"] <= 0.97]
     cov = [r["coverage"] for r in rows]
@@ -305,7 +349,7 @@ def verdicts(result: dict) -> list[str]:
         out.append(f"- Coverage of the final interval, {name} ({' or '.join(map(str, reps_))} repetitions per row): "
                    f"{min(c):.3f}–{max(c):.3f}; outside 0.93–0.97: "
                    + ("none" if not miss else "; ".join(
-                       f"{r['label']}{' + cv' if r['control_variate'] else ''} {r['statistic']} ±{r['target']:g} "
+                       f"{r['label']}{suffix(r['control_variate'])} {r['statistic']} ±{r['target']:g} "
                        f"({r['coverage']:.3f}, 95 % CI {r['coverage_lo']:.3f}–{r['coverage_hi']:.3f}"
                        + (f"; the same interval at a fixed {r['median_images']:.0f} images: "
                           f"{r['fixed_size_coverage']:.3f}" if "fixed_size_coverage" in r else "") + ")"
@@ -314,8 +358,21 @@ def verdicts(result: dict) -> list[str]:
                f"{len(rows) - len(bad)} of {len(rows)} inside 0.93–0.97"
                + ("." if not bad else "; rows whose whole 95 % CI lies below 0.93 (undercoverage beyond the binomial "
                   "error of the repetitions): " + (", ".join(
-                      f"{r['label']}{' + cv' if r['control_variate'] else ''} {r['statistic']} ±{r['target']:g}"
+                      f"{r['label']}{suffix(r['control_variate'])} {r['statistic']} ±{r['target']:g}"
                       for r in bad if r["coverage_hi"] < 0.93) or "none") + "."))
+    auto = [r for r in rows if r["control_variate"] == "auto"]
+    if auto:
+        def med(d, st, t, cv):
+            return next(x["median_images"] for x in rows if (x["design"], x["statistic"], x["target"],
+                                                             x["control_variate"]) == (d, st, t, cv))
+        worse = [f"{r['label']} {r['statistic']} ±{r['target']:g} ({r['median_images']:.0f} against "
+                 f"{min(med(r['design'], r['statistic'], r['target'], c) for c in (False, True)):.0f})"
+                 for r in auto if r["median_images"] > 1.1 * min(med(r["design"], r["statistic"], r["target"], c)
+                                                                 for c in (False, True))]
+        c = [r["coverage"] for r in auto]
+        out.append(f"- `--control-variates auto` ({len(auto)} rows): coverage {min(c):.3f}–{max(c):.3f} "
+                   f"({'all' if min(c) >= 0.93 else 'not all'} ≥ 0.93); median images more than 10 % above the "
+                   "cheaper of design alone and + cv: " + ("; ".join(worse) if worse else "none") + ".")
     ceil = {d: r for d, r in result.get("surrogate_ceiling", {}).items() if r and "r2_chaos" in r[0]}
     if ceil:
         out.append("- How much of the unit-mean variance a surrogate learns from the images of one run (brightness, "
@@ -335,8 +392,10 @@ def markdown(result: dict) -> str:
         "from the pilot for aim × target, top-ups only where it is still too wide, with the control variate stages "
         f"grown at most {result['rule']['cv_max_growth']:g}× — and where the control variate is on by default); "
         f"prompts of {result['prompt_images']} images, units resampled from pools of {result['pool_images']:,} "
-        "images per design (truth = pool mean). *cv* = cross-fitted noise control variate; **bold** = the "
-        "default of `antithetic-queue estimate` for that design.",
+        "images per design (truth = pool mean). *cv* = cross-fitted noise control variate; *cv auto* = "
+        "`--control-variates auto` (the design alone's pilot, then the control variate when the pilot projects more "
+        "images than the control variate's own pilot and one prompt); **bold** = the default of "
+        "`antithetic-queue estimate` for that design.",
         "",
         "| statistic | target | design | median images | p90 images | × fewer than iid (median) | coverage "
         "[95 % CI] | iid images for the same width (projected) |",
@@ -346,7 +405,7 @@ def markdown(result: dict) -> str:
         for r in result["rows"]:
             if r["statistic"] != stat or r["target"] != target:
                 continue
-            name = r["label"] + (" + cv" if r["control_variate"] else "")
+            name = r["label"] + suffix(r["control_variate"])
             if r["default"]:
                 name = f"**{name}**"
             reached = "" if r["reached"] >= 1 else f" (target reached in {100 * r['reached']:.0f} %)"
@@ -393,11 +452,11 @@ def headline(result: dict) -> str:
         "|---|---|---|---|",
     ]
     for r in rows:
-        name = r["label"] + (" + cv" if r["control_variate"] else "")
+        name = r["label"] + suffix(r["control_variate"])
         if r["default"]:
             name = f"**{name}**"
         lines.append(f"| {name} | {r['median_images']:.0f} | {r['fewer_than_iid']:.1f}× | {r['coverage']:.3f} |")
-    lines += ["", f"Best: {best['label']}{' + cv' if best['control_variate'] else ''}, "
+    lines += ["", f"Fewest images: {best['label']}{suffix(best['control_variate'])}, "
               f"{best['fewer_than_iid']:.1f}× fewer images than iid. Coverage of the defaults over all "
               f"{len(cov)} design × target rows: {min(cov):.3f}–{max(cov):.3f}."]
     return "\n".join(lines)
@@ -411,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     from .bench import progress_bar
     from .noise_timing import publish
 
+    if args.fresh:
+        return _fresh_main(args)
     if args.render_only:
         import json
 
@@ -419,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         _summaries(result, args.summary)
         return 0
 
-    bar = progress_bar(len(RULE_GRID) + len(POOL_DESIGNS) * len(TARGETS) * 2, "estimate-bench", unit="step")
+    bar = progress_bar(len(RULE_GRID) + len(POOL_DESIGNS) * len(TARGETS) * len(ESTIMATORS), "estimate-bench", unit="step")
     result = run_bench(pool, reps, args.seed, args.out, args.max_images, bar.update if bar else None, dreps, treps)
     if bar:
         bar.close()
@@ -434,3 +495,30 @@ def _summaries(result: dict, files) -> None:
     for f in files or []:
         if not replace_block(f, "estimate-headline", headline(result)):
             print(f"warning: no estimate-headline block in {f}")
+
+
+def _fresh_main(args) -> int:
+    """``--fresh N``: only the fresh-image replication (and the same rows on the pools); ``estimate-fresh`` block."""
+    import json
+
+    from . import estimate_fresh as ef
+    from .bench import progress_bar
+    from .noise_timing import publish
+
+    if args.render_only:
+        res = json.loads((args.out / "estimate_fresh.json").read_text(encoding="utf-8"))
+    else:
+        rows = ef.parse_rows(args.fresh_rows)
+        pool_images = 8192 if args.quick else args.pool
+        units = {}
+        for d in dict.fromkeys(d for d, _ in rows):
+            pool = load_or_build(args.out, d, pool_images, seed=args.seed + POOL_DESIGNS.index(d))
+            units[d] = units_of(pool, "brightness")
+        bar = progress_bar(len(rows), "estimate-bench --fresh", unit="row")
+        res = ef.run_fresh(units, rows, args.fresh, args.seed, args.max_images, args.fresh_truth, args.fresh_fixed,
+                           bar.update if bar else None)
+        if bar:
+            bar.close()
+        res["pool_images"] = pool_images
+    publish(args.out, "estimate_fresh", res, ef.markdown(res), args.readme, "estimate-fresh")
+    return 0

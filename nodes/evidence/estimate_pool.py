@@ -25,37 +25,48 @@ def pool_path(out: pathlib.Path, design: str, images: int, steps: int, seed: int
     return pathlib.Path(out) / "estimate_pool" / f"{design}_{images}_{steps}_{seed}_c{COEFFICIENTS}.npz"
 
 
-def build_pool(design_name: str, images: int, steps: int = 10, seed: int = 0, points: int = 8,
-               progress=None) -> dict[str, np.ndarray]:
-    """Sample ``images`` images of one design (chunks of whole units, a fresh seed per chunk)."""
-    import torch
-
+def sample_images(model, design, n: int, noise_seed: int, steps: int = 10) -> dict[str, np.ndarray]:
+    """``n`` images (whole units) of one design from one noise seed: statistics and noise coefficients."""
     from ..methods.noise_control_variates import low_frequency_dct
     from . import common, harness
+
+    noise = design.noise((n, *model.shape), noise_seed)
+    x0 = harness.generate(model, noise, steps=steps, sampler="dpmpp_2m", schedule="karras")
+    s = common.statistics(model, x0)
+    return {"brightness": s["brightness"], "energy": s["energy"],
+            "coefficients": low_frequency_dct(noise, COEFFICIENTS).astype(np.float32)}
+
+
+def load_design(design_name: str, points: int = 8):
+    """(digits model, design object) for one of ``POOL_DESIGNS``."""
+    import torch
+
+    from . import common
     from .designs import make_designs
 
     torch.set_num_threads(1)
     model = common.load_model("digits")
-    design = make_designs(model.shape, points=points, spectral=(), include=[design_name])[0]
-    stats: dict[str, list] = {"brightness": [], "energy": []}
-    coefs = []
+    return model, make_designs(model.shape, points=points, spectral=(), include=[design_name])[0]
+
+
+def build_pool(design_name: str, images: int, steps: int = 10, seed: int = 0, points: int = 8,
+               progress=None) -> dict[str, np.ndarray]:
+    """Sample ``images`` images of one design (chunks of whole units, a fresh seed per chunk)."""
+    model, design = load_design(design_name, points)
+    parts: dict[str, list] = {"brightness": [], "energy": [], "coefficients": []}
     done = 0
     t0 = time.perf_counter()
     chunk = CHUNK - CHUNK % design.unit_size
     while done < images:
         n = min(chunk, images - done)
         n -= n % design.unit_size
-        noise = design.noise((n, *model.shape), seed * 1_000_003 + done)
-        x0 = harness.generate(model, noise, steps=steps, sampler="dpmpp_2m", schedule="karras")
-        s = common.statistics(model, x0)
-        for k in stats:
-            stats[k].append(s[k])
-        coefs.append(low_frequency_dct(noise, COEFFICIENTS).astype(np.float32))
+        s = sample_images(model, design, n, seed * 1_000_003 + done, steps)
+        for k in parts:
+            parts[k].append(s[k])
         done += n
         if progress:
             progress(n)
-    return {"brightness": np.concatenate(stats["brightness"]), "energy": np.concatenate(stats["energy"]),
-            "coefficients": np.concatenate(coefs), "unit_size": np.array(design.unit_size),
+    return {**{k: np.concatenate(v) for k, v in parts.items()}, "unit_size": np.array(design.unit_size),
             "seconds": np.array(time.perf_counter() - t0)}
 
 
