@@ -197,3 +197,26 @@ def test_stamp_records_a_writer_and_an_old_tree_reads_as_stale(tree, tmp_path):
     assert provenance.check_fingerprints(tree, [doc]) == []
     with pytest.raises(provenance.ProvenanceError, match="no block 'u'"):
         provenance.stamp(doc, "u", cmd)
+
+
+def test_rerun_of_the_pictures_compares_the_numbers_they_draw_and_names_those_that_moved(tmp_path):
+    root = tmp_path / "tree"
+    images = root / provenance.IMAGES_DIR
+    images.mkdir(parents=True)
+    cmd = "antithetic-sampling demo --images docs/images"
+
+    def manifest(x):
+        return {"command": cmd, "code": "0", "check": "rerun", "numbers": provenance.numbers_digest({"x": x}),
+                "shown": {"iid: CI width vs iid": 1.0, "RQMC: CI width vs iid": x}, "pictures": {}}
+
+    (images / provenance.MANIFEST).write_text(json.dumps(manifest(0.42)))
+
+    def runner(x):
+        def run(command, cwd):
+            (cwd / provenance.IMAGES_DIR / provenance.MANIFEST).write_text(json.dumps(manifest(x)))
+        return run
+
+    assert provenance.check_rerun(cmd, root, runner=runner(0.42)) == []
+    (problem,) = provenance.check_rerun(cmd, root, runner=runner(0.57))
+    assert "no longer draws the same numbers" in problem and "RQMC: CI width vs iid: 0.42 -> 0.57" in problem
+    assert "iid: CI width" not in problem.replace("RQMC: CI width", "")

@@ -114,7 +114,11 @@ def publish(out: pathlib.Path, folder: pathlib.Path, numbers: dict) -> dict | No
         shutil.copyfile(out / name, folder / name)
     drawn = {k: v for k, v in numbers.items() if k not in ("seconds", "weights")}
     drawn["weights_sha256"] = (numbers.get("weights") or {}).get("sha256")
-    return provenance.write_image_manifest(folder, shown, json.loads(json.dumps(drawn)))
+    # what a reader sees in ci.png and pairs.png, in clear
+    seen = {f"{e['label']}: {k}": round(float(v), 4) for e in numbers["designs"].values()
+            for k, v in (("CI width vs iid", e["brightness"]["ci_width_vs_iid"]),
+                         ("centered pair r", e["pair_correlation_centered"]))}
+    return provenance.write_image_manifest(folder, shown, json.loads(json.dumps(drawn)), shown=seen)
 
 
 def ci_figure(numbers: dict, ref_mean: float, ref_half: float):

@@ -317,17 +317,18 @@ def numbers_digest(numbers) -> str:
 
 
 def write_image_manifest(folder: pathlib.Path, pictures: dict[str, str], numbers, rerun: bool = True,
-                         root: pathlib.Path | None = None) -> dict | None:
+                         root: pathlib.Path | None = None, shown: dict | None = None) -> dict | None:
     """Record in ``folder/manifest.json`` which command drew ``pictures`` ({file name: what it shows}), the code
-    fingerprint, each file's sha256 and the digest of ``numbers`` (what the pictures draw). Outside an
-    ``antithetic-sampling`` command nothing is recorded (None)."""
+    fingerprint, each file's sha256 and the digest of ``numbers`` (what the pictures draw); ``shown``: the few
+    numbers a reader sees, in clear (a failed rerun names those that moved). Outside an ``antithetic-sampling``
+    command nothing is recorded (None)."""
     cmd = current_command()
     if cmd is None:
         return None
     folder = pathlib.Path(folder)
     manifest = {
         "command": cmd, "code": fingerprint(cmd, root), "check": "rerun" if rerun else "fingerprint",
-        "numbers": numbers_digest(numbers),
+        "numbers": numbers_digest(numbers), "shown": shown or {},
         "pictures": {name: {"shows": shows, "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest()}
                      for name, shows in sorted(pictures.items())},
     }
@@ -456,9 +457,13 @@ def check_rerun(cmd: str, root: pathlib.Path | None = None, runner: Callable[[st
         if old_manifest and old_manifest.get("command") == cmd and old_manifest.get("check") == "rerun":
             new_manifest = read_image_manifest(work / IMAGES_DIR) or {}
             if new_manifest.get("numbers") != old_manifest.get("numbers"):
+                was, now = old_manifest.get("shown") or {}, new_manifest.get("shown") or {}
+                moved = "; ".join(f"{k}: {was.get(k)} -> {now.get(k)}" for k in sorted({*was, *now})
+                                  if was.get(k) != now.get(k))
                 problems.append(f"{IMAGES_DIR}/{MANIFEST}: `{cmd}` no longer draws the same numbers "
                                 f"(digest {str(old_manifest.get('numbers'))[:12]} -> "
-                                f"{str(new_manifest.get('numbers'))[:12]}); regenerate the pictures")
+                                f"{str(new_manifest.get('numbers'))[:12]}{'; ' + moved if moved else ''}); "
+                                "regenerate the pictures")
         return problems
 
 
