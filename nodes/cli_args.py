@@ -188,12 +188,12 @@ def _estimate_battery() -> argparse.ArgumentParser:
                                   "default) on laws of per-image values it was never tuned on: rare flags, skewed, "
                                   "bimodal, heavy-tailed; plus digits brightness.")
     ap.add_argument("--reps", type=int, default=500, help="reported repetitions per cell (default 500)")
-    ap.add_argument("--tune-reps", type=int, default=300,
-                    help="repetitions per tuning cell for the auto switch (default 300)")
+    ap.add_argument("--tune-reps", type=int, default=100,
+                    help="repetitions per tuning cell for the auto switch (default 100)")
     ap.add_argument("--max-images", type=int, default=4096, help="image budget of one estimate (default 4096, "
                                                                  "the client's)")
     ap.add_argument("--digits-max-images", type=int, default=20000, help="budget of the digits rows (default 20000)")
-    ap.add_argument("--pool", type=int, default=65536, help="images per digits design pool (default 65536)")
+    ap.add_argument("--pool", type=int, default=32768, help="images per digits design pool (default 32768)")
     ap.add_argument("--no-digits", action="store_true", help="skip the digits rows (no model sampling)")
     ap.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     ap.add_argument("--quick", action="store_true", help="smoke setting: 20 repetitions, pools of 8192 images")

@@ -55,8 +55,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-__all__ = ["BettingConfidenceSequence", "BoundedInterval", "betting_bounds", "betting_interval", "check_range",
-           "clopper_pearson", "is_binary"]
+__all__ = ["NODE_INTERVALS", "BettingConfidenceSequence", "BoundedInterval", "batch_interval_choice", "betting_bounds",
+           "betting_interval", "check_range", "clopper_pearson", "is_binary"]
 
 TRUNCATION = 0.5  # c: λ⁺ <= c/m, λ⁻ <= c/(1-m) (paper §4.2; also the reference implementation's default)
 THETA = 0.5  # hedging weight between the upward and downward bets
@@ -108,9 +108,11 @@ def _alpha(confidence: float) -> float:
 
 
 def _plug_in_bets(z: np.ndarray, alpha: float, theta: float, fixed_n: int | None,
-                  goal: np.ndarray | None = None) -> np.ndarray:
+                  goal: np.ndarray | None = None, horizon: float | None = None) -> np.ndarray:
     """λ_t, t = 1..n, from Z_1..Z_{t-1} only (predictable): the paper's eq. (26); ``fixed_n``: its fixed-N variant;
-    ``goal`` (rescaled half-width wanted, per observation, NaN where none): λ_t = goal_t / σ̂²_{t−1}."""
+    ``goal`` (rescaled half-width wanted, per observation, NaN where none): λ_t = goal_t / σ̂²_{t−1}, but never below
+    the fixed-N bet for ``horizon`` observations (a goal the budget cannot reach would otherwise bet next to
+    nothing and leave the interval wide open when the budget runs out)."""
     n = z.shape[0]
     t = np.arange(1, n + 1, dtype=np.float64)
     mu = (0.5 + np.cumsum(z)) / (t + 1.0)
@@ -122,7 +124,10 @@ def _plug_in_bets(z: np.ndarray, alpha: float, theta: float, fixed_n: int | None
     else:
         lam = np.sqrt(log_term / (s2_prev * float(fixed_n)))
     if goal is not None:
-        lam = np.where(np.isfinite(goal) & (goal > 0), goal / s2_prev, lam)
+        aimed = goal / s2_prev
+        if horizon is not None:
+            aimed = np.maximum(aimed, np.sqrt(log_term / (s2_prev * float(horizon))))
+        lam = np.where(np.isfinite(goal) & (goal > 0), aimed, lam)
     return lam
 
 
@@ -192,11 +197,13 @@ def _bound(z: np.ndarray, lam: np.ndarray, threshold: float, c: float, upward: b
 
 
 def betting_bounds(values, lo: float = 0.0, hi: float = 1.0, confidence: float = 0.95, times=None,
-                   truncation: float = TRUNCATION, theta: float = THETA, fixed_n: int | None = None, goal=None):
+                   truncation: float = TRUNCATION, theta: float = THETA, fixed_n: int | None = None, goal=None,
+                   horizon: float | None = None):
     """Bounds of the hedged-capital betting confidence sequence at ``times`` (1-based sample sizes; default every
     t), *without* the running intersection: arrays (low[times], high[times]) in the original units. ``goal``: per
     observation, the half-width (original units) that was wanted when it was requested (NaN: the paper's bets);
-    it must have been fixed before that observation was seen."""
+    it must have been fixed before that observation was seen; ``horizon``: the most observations the run can
+    take (the budget), which bounds the goal-aimed bets from below."""
     x = check_range(values, lo, hi)
     alpha = _alpha(confidence)
     if not (0.0 < truncation < 1.0) or not (0.0 < theta < 1.0):
@@ -206,7 +213,7 @@ def betting_bounds(values, lo: float = 0.0, hi: float = 1.0, confidence: float =
     g = None if goal is None else np.asarray(goal, dtype=np.float64).reshape(-1) / span
     if g is not None and g.shape != z.shape:
         raise ValueError(f"goal: one entry per value expected, got {g.shape[0]} for {z.shape[0]}")
-    lam = _plug_in_bets(z, alpha, theta, fixed_n, g)
+    lam = _plug_in_bets(z, alpha, theta, fixed_n, g, horizon)
     ts = np.arange(1, z.shape[0] + 1) if times is None else np.asarray(times, dtype=int).reshape(-1)
     if ts.size and (ts.min() < 0 or ts.max() > z.shape[0]):
         raise ValueError(f"times: must be in 0..{z.shape[0]}")
@@ -228,11 +235,12 @@ class BettingConfidenceSequence:
     method = "betting confidence sequence"
 
     def __init__(self, lo: float = 0.0, hi: float = 1.0, confidence: float = 0.95,
-                 truncation: float = TRUNCATION, theta: float = THETA):
+                 truncation: float = TRUNCATION, theta: float = THETA, horizon: float | None = None):
         check_range([], lo, hi)
         _alpha(confidence)
         self.lo, self.hi, self.confidence = float(lo), float(hi), float(confidence)
         self.truncation, self.theta = float(truncation), float(theta)
+        self.horizon = None if horizon is None else float(horizon)  # the budget in observations, if known
         self._x = np.zeros(0)
         self._goal = np.zeros(0)
         self._low, self._high = self.lo, self.hi
@@ -254,7 +262,7 @@ class BettingConfidenceSequence:
         n = self.n
         if n:
             low, high = betting_bounds(self._x, self.lo, self.hi, self.confidence, [n], self.truncation, self.theta,
-                                       goal=self._goal)
+                                       goal=self._goal, horizon=self.horizon)
             a, b = max(self._low, float(low[0])), min(self._high, float(high[0]))
             if a >= b:  # an empty intersection happens only when the sequence already missed (prob <= alpha):
                 a, b = float(low[0]), float(high[0])  # report the current interval rather than a point
@@ -292,3 +300,46 @@ def clopper_pearson(values, confidence: float = 0.95) -> BoundedInterval:
     low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
     high = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
     return BoundedInterval(k / n, low, high, n, float(confidence), "Clopper-Pearson (exact binomial)")
+
+
+NODE_INTERVALS = ("auto", "t (unit means)", "betting (bounded, fixed N)", "exact binomial (0/1 values, iid)")
+
+
+def batch_interval_choice(choice: str, values, unit_means, design: str, value_range: tuple[float, float]) -> str:
+    """Which interval the Confidence Interval node reports for one batch: ``t``, ``betting`` or ``binomial``.
+
+    ``auto``: the exact binomial interval when every value is 0 or 1 and the images are independent (iid); the
+    betting interval when the estimate's auto switch would fire (at most ``max_distinct`` distinct values and fewer
+    than half the images, unit means
+    without spread or with |skewness| above ``max_skew``: ``sequential_estimation.AUTO_SWITCH``); else the t
+    interval. Explicit choices are checked (binomial: 0/1 values and iid; betting: values inside the range)."""
+    from .sequential_estimation import AUTO_SWITCH, skewed
+
+    key = str(choice).strip().lower()
+    if key not in [c.lower() for c in NODE_INTERVALS]:
+        raise ValueError(f"interval: one of {', '.join(NODE_INTERVALS)}, got {choice!r}")
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    y = np.asarray(unit_means, dtype=np.float64).reshape(-1)
+    if key.startswith("t"):
+        return "t"
+    if key.startswith("exact"):
+        if design != "iid":
+            raise ValueError("interval: the exact binomial interval needs independent images (design iid); for a "
+                             f"{design} design use the betting interval on its unit means")
+        if not is_binary(x):
+            raise ValueError("interval: the exact binomial interval needs every per-image value to be 0 or 1")
+        return "binomial"
+    lo, hi = value_range
+    if key.startswith("betting"):
+        check_range(x, lo, hi, "values (range_low..range_high)")
+        return "betting"
+    # auto
+    if design == "iid" and is_binary(x):
+        return "binomial"
+    sw = AUTO_SWITCH
+    odd = (np.unique(x).size <= min(sw.max_distinct, x.size // 2) or float(np.ptp(y)) == 0.0
+           or skewed(y, sw))
+    if odd:
+        check_range(x, lo, hi, "values (range_low..range_high)")
+        return "betting"
+    return "t"

@@ -150,9 +150,9 @@ MIN_GROWTH = 1.1  # and adds at least 10 % (a look costs O(units); creeping up o
 @dataclass(frozen=True)
 class AutoSwitch:
     """When ``auto`` leaves the t rule for the betting sequence (bounded values only), checked at every look:
-    a run whose per-image values take at most ``max_distinct`` distinct values (flags, counts, a rare outcome
-    that has not shown up yet), whose unit means have no spread, or whose unit means are skewed beyond
-    ``max_skew`` (sample skewness, from ``min_units_for_skew`` units on). Chosen on the tuning laws of
+    a run whose per-image values take at most ``max_distinct`` distinct values, and fewer than half as many as
+    there are images (flags, counts, a rare outcome that has not shown up yet), whose unit means have no spread, or whose unit means are skewed beyond
+    ``max_skew`` (sample skewness minus two standard errors sqrt(6/G), from ``min_units_for_skew`` units on). Chosen on the tuning laws of
     ``antithetic-sampling estimate-battery`` (see docs/estimate.md)."""
 
     max_distinct: int = 10
@@ -161,6 +161,13 @@ class AutoSwitch:
 
 
 AUTO_SWITCH = AutoSwitch()
+
+
+def skewed(y, switch: AutoSwitch) -> bool:
+    """|sample skewness| above ``max_skew`` by more than two of its standard errors under normality
+    (sqrt(6/G)): small normal samples have skewness ±0.9 (1 SE at G = 8) by chance alone."""
+    g = len(y)
+    return g >= switch.min_units_for_skew and abs(_skewness(y)) - 2 * math.sqrt(6 / g) > switch.max_skew
 
 
 def _skewness(y) -> float:
@@ -207,9 +214,11 @@ class SequentialInterval:
             int(dof_loss), switch
         self.method = "betting" if interval == "betting" else ("asymptotic" if interval == "asymptotic" else "t")
         self.switch_reason: str | None = None
-        self._cs = bc.BettingConfidenceSequence(*value_range, rule.confidence) if value_range is not None else None
+        self._cs = (bc.BettingConfidenceSequence(*value_range, rule.confidence, horizon=self._cap())
+                    if value_range is not None else None)
         self._units: list = []
         self._distinct: set = set()
+        self._n_items = 0
         self._next_goal = rule.target if rule.target is not None else None  # the pilot's goal, if absolute
         self._rho_t: float | None = None
         self.decision = decide(rule, 0, self.unit_size, None, None, self.dof_loss, self.upp)
@@ -245,6 +254,7 @@ class SequentialInterval:
             self._cs.extend(y_new, goal=self._next_goal, name="unit means")
         self._units.extend(y_new.tolist())
         items = y_new if new_item_values is None else np.asarray(new_item_values, dtype=np.float64).reshape(-1)
+        self._n_items += items.shape[0]
         if len(self._distinct) <= self.switch.max_distinct:
             self._distinct.update(np.unique(items).tolist())
         y = np.asarray(self._units)
@@ -287,11 +297,11 @@ class SequentialInterval:
     def _switch_reason(self, y) -> str | None:
         import numpy as np
 
-        if len(self._distinct) <= self.switch.max_distinct:
-            return f"few distinct values ({len(self._distinct)})"
+        if len(self._distinct) <= min(self.switch.max_distinct, self._n_items // 2):
+            return f"few distinct values ({len(self._distinct)} in {self._n_items} images)"
         if y.shape[0] >= 2 and float(np.ptp(y)) == 0.0:
             return "no spread"
-        if y.shape[0] >= self.switch.min_units_for_skew and abs(_skewness(y)) > self.switch.max_skew:
+        if skewed(y, self.switch):
             return f"skewed unit means (skewness {_skewness(y):.2f})"
         return None
 
