@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/antithetic-sampling bench --readme $(EVIDENCE) --readme README.md
 	$(BIN)/antithetic-sampling metric-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling estimate-bench --readme $(EVIDENCE) --summary README.md
+	$(BIN)/antithetic-sampling estimate-battery --readme $(EVIDENCE) --summary README.md
 	$(BIN)/antithetic-sampling guidance-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling guidance-h2h --readme $(EVIDENCE) --summary README.md --summary docs/guidance.md
 

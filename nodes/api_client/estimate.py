@@ -546,7 +546,7 @@ def interval_phrase(r: dict) -> str:
     m = r.get("interval_method", "t")
     why = f" (auto: {r['interval_switch']})" if r.get("interval_switch") else ""
     if m.startswith("t"):
-        return f"interval: {m}, t on {r['dof']} dof"
+        return f"t on {r['dof']} dof"
     rng = r.get("value_range")
     where = f" for values in [{rng[0]:g}, {rng[1]:g}]" if rng else ""
     return f"interval: {m}{why}{where}, valid at every stage"

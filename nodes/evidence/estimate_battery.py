@@ -239,7 +239,7 @@ def run_battery(reps: int, tune_reps: int, seed: int, out: pathlib.Path, max_ima
                                    "guaranteed_method": "betting", "default": res["auto"], "bounded": True})
                 if progress:
                     progress(1)
-    return {"reps": reps, "confidence": CONFIDENCE, "max_images": max_images, "digits_max_images": digits_max_images,
+    return {"reps": reps, "seed": seed, "confidence": CONFIDENCE, "max_images": max_images, "digits_max_images": digits_max_images,
             "pool_images": pool_images, "batches": list(BATCHES), "iid_images": list(IID_IMAGES),
             "pilot_units": PILOT_UNITS, "tuning": tuning, "rows": rows, "digits_rows": digit_rows,
             "seconds": time.perf_counter() - t0, "platform": platform.platform()}
@@ -304,7 +304,9 @@ def markdown(result: dict) -> str:
             ratio = r["guaranteed"]["median_images"] / r["t"]["median_images"]
             lines.append(f"| {r['design']} | ±{r['target']:g} | {_cell(r['t'])} | {_cell(r['guaranteed'])} | "
                          f"{_cell(r['default'])} | {ratio:.2f}× |")
-    lines += ["", f"Command: `antithetic-sampling estimate-battery` ({result['seconds']:.0f} s, one core)."]
+    lines += ["", f"Command: `antithetic-sampling estimate-battery` ({result['seconds']:.0f} s, one core). Seeded: base "
+              f"seed {result.get('seed', 0)}; every repetition draws its units from its own seed, shared by the three "
+              "rules (common random numbers)."]
     return "\n".join(lines)
 
 
