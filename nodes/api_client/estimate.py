@@ -9,6 +9,12 @@ server and the manifest all work as for a batch), recomputes the interval the wa
 and adds top-up stages only while the half-width is still above ``--target`` (or ``--target-rel`` × |estimate|)
 and ``--max-images`` are not spent.
 
+``--interval`` (``methods.sequential_estimation.SequentialInterval``, the driver the benches run too): ``t`` is
+the rule above; ``betting`` the betting confidence sequence on the unit means (values within ``--range``, default
+[0, 1]), valid at every stage, so it stops at the first stage within the target; ``asymptotic`` the asymptotic
+confidence sequence for unbounded values; ``auto`` (default) the t rule, switching to the betting sequence when
+the values repeat, have no spread or are skewed (``estimate-battery`` measures all of them).
+
 Statistics are computed here, from the downloaded images (mean brightness, per-channel mean, fraction above a
 threshold: ``nodes.methods.confidence.image_statistic``; numpy + Pillow, no torch), or read from a node's per-image
 values (``--value NODE.KEY``: a list with one number per image in that node's UI output).
