@@ -66,8 +66,9 @@ def _recompute(out, confidence=0.95):
 
 
 def _run(wf, out, servers, *extra):
+    # --interval t: these runs check the t interval against its recomputation (auto may switch on skew)
     args = ["estimate", str(wf), "--target", "1e-7", "--max-images", "32", "--pilot-units", "4", "--out", str(out),
-            "--no-progress", "--seed-start", str(BASE_SEED), *extra]
+            "--no-progress", "--seed-start", str(BASE_SEED), "--interval", "t", *extra]
     for s in servers:
         args += ["--server", s]
     return cli_main(args)
@@ -147,7 +148,8 @@ def test_estimate_over_two_servers_with_one_stopped(comfy_server, tmp_path):
     try:
         code = cli_main(["estimate", str(wf), "--target", "1e-7", "--max-images", "48", "--pilot-units", "4",
                          "--out", str(out), "--no-progress", "--seed-start", str(BASE_SEED + 1000),
-                         "--control-variates", "off", "--server", comfy_server.url, "--server", second.url])
+                         "--control-variates", "off", "--interval", "t", "--server", comfy_server.url,
+                         "--server", second.url])
     finally:
         watcher.join(timeout=5)
         second.stop()
