@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/antithetic-sampling metric-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling estimate-bench --readme $(EVIDENCE) --summary README.md
 	$(BIN)/antithetic-sampling estimate-bench --fresh 250 --fresh-truth 65536 --readme $(EVIDENCE)
+	$(BIN)/antithetic-sampling estimate-battery --readme $(EVIDENCE) --summary README.md
 	$(BIN)/antithetic-sampling guidance-bench --readme $(EVIDENCE)
 	$(BIN)/antithetic-sampling guidance-h2h --readme $(EVIDENCE) --summary README.md --summary docs/guidance.md
 

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "guidance-h2h": ("evidence.guidance_h2h", "main",
                      "Noise Awareness Guidance: the paper's method vs training-free stand-ins, held-out verdicts"),
     "estimate-bench": ("evidence.estimate_bench", "main", "images needed to reach a target CI half-width per design (estimate procedure)"),
+    "estimate-battery": ("evidence.estimate_battery", "main",
+                         "coverage and images of the estimate's interval rules on laws it was never tuned on"),
     "metric-bench": ("evidence.metric_bench", "main", "Pair Diversity Metric / CI node timings"),
     "soak": ("api_client.soak", "main", "soak test of the batch-queue client against real ComfyUI servers"),
     "sync-workflows": ("api_client.sync_workflows", "main", "regenerate the API-format copies of workflows/"),

@@ -283,6 +283,30 @@ def _estimate_bench() -> argparse.ArgumentParser:
     return ap
 
 
+def _estimate_battery() -> argparse.ArgumentParser:
+    ap = _new("estimate-battery", "Coverage and images of the estimate's stopping rules (t, betting sequence, the "
+                                  "default) on laws of per-image values it was never tuned on: rare flags, skewed, "
+                                  "bimodal, heavy-tailed; plus digits brightness.")
+    ap.add_argument("--reps", type=int, default=500, help="reported repetitions per cell (default 500)")
+    ap.add_argument("--tune-reps", type=int, default=100,
+                    help="repetitions per tuning cell for the auto switch (default 100)")
+    ap.add_argument("--max-images", type=int, default=4096, help="image budget of one estimate (default 4096, "
+                                                                 "the client's)")
+    ap.add_argument("--digits-max-images", type=int, default=20000, help="budget of the digits rows (default 20000)")
+    ap.add_argument("--pool", type=int, default=32768, help="images per digits design pool (default 32768)")
+    ap.add_argument("--no-digits", action="store_true", help="skip the digits rows (no model sampling)")
+    ap.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    ap.add_argument("--quick", action="store_true", help="smoke setting: 20 repetitions, pools of 8192 images")
+    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"),
+                    help="output folder for the pools, JSON and markdown (default bench_out)")
+    ap.add_argument("--readme", type=pathlib.Path, help="rewrite the estimate-battery block of this markdown file")
+    ap.add_argument("--summary", type=pathlib.Path, action="append", default=[],
+                    help="rewrite the estimate-battery-headline block of this file; repeatable")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rerun nothing: rewrite the markdown from OUT/estimate_battery.json")
+    return ap
+
+
 PARSERS = {
     "demo": _demo,
     "bench": _bench,
@@ -292,6 +316,7 @@ PARSERS = {
     "metric-bench": _metric_bench,
     "guidance-h2h": _guidance_h2h,
     "estimate-bench": _estimate_bench,
+    "estimate-battery": _estimate_battery,
 }
 
 

@@ -6,6 +6,7 @@ this file only declares the nodes and formats their reports.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from comfy_api.latest import io, ui
 from scipy import stats
 
 from . import comfy_compat
+from .methods import betting_confidence as bc
 from .methods import confidence as ci
 from .methods import diversity as dv
 from .methods import plots
@@ -238,7 +240,8 @@ EXTRA_STATISTICS = ("CLIP similarity to reference", "per-image values")
 NOISE_COEFFICIENTS = 24  # lowest DCT coefficients of the initial noise reported per image (control variates)
 
 
-def interval_report(stat_label: str, r: ci.Interval, eff: ci.Efficiency, iid_hw: float, extra: str = "") -> str:
+def interval_report(stat_label: str, r: ci.Interval, eff: ci.Efficiency, iid_hw: float, extra: str = "",
+                    method: str = "Student-t on unit means") -> str:
     unit = {"iid": "images", "pairs": "pairs", "groups": f"groups of K={r.unit_size}",
             "replicates": f"RQMC replicates of n={r.unit_size}"}[r.design]
     pct = f"{100 * r.confidence:.4g}%"
@@ -251,6 +254,7 @@ def interval_report(stat_label: str, r: ci.Interval, eff: ci.Efficiency, iid_hw:
         f"| estimate | {_fmt(r.estimate, 6)} |",
         f"| {pct} CI | [{_fmt(r.low, 6)}, {_fmt(r.high, 6)}] |",
         f"| half-width | {_fmt(r.half_width, 4)} |",
+        f"| interval | {method} |",
         f"| standard error | {_fmt(r.std_error, 4)} |",
         f"| independent units / dof | {r.units} / {r.dof} (Student-t quantile {r.t_quantile:.3f}) |",
         f"| layout | {r.layout} |",
@@ -364,6 +368,24 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
                                tooltip="Luma threshold for 'fraction above threshold' (pixel values 0..1)."),
                 io.Float.Input("confidence", display_name="confidence", default=0.95, min=0.5, max=0.999, step=0.005,
                                tooltip="Confidence level of the interval (0.95 = 95%)."),
+                io.Combo.Input(
+                    "interval", display_name="interval", options=list(bc.NODE_INTERVALS), default="auto", optional=True,
+                    tooltip="Which interval. t (unit means): Student-t on the design's unit means (fine for smooth "
+                            "statistics, no guarantee for flags or skewed values). betting (bounded, fixed N): the "
+                            "betting confidence interval of Waudby-Smith & Ramdas on the unit means, valid at any N for "
+                            "values inside range_low..range_high. exact binomial (0/1 values, iid): Clopper-Pearson for "
+                            "a yes/no value per independent image. auto: exact binomial for 0/1 values of iid images, "
+                            "betting when the values are few distinct ones, without spread or skewed, else t; never "
+                            "reports ± 0 for a rare outcome.",
+                ),
+                io.Float.Input("range_low", display_name="range_low", default=0.0, min=-1e9, max=1e9, step=0.01,
+                               optional=True,
+                               tooltip="Lowest value a per-image value can take (for 'per-image values'; the betting "
+                                       "interval is guaranteed only inside the range). Built-in statistics use 0..1, "
+                                       "CLIP similarity -1..1."),
+                io.Float.Input("range_high", display_name="range_high", default=1.0, min=-1e9, max=1e9, step=0.01,
+                               optional=True,
+                               tooltip="Highest value a per-image value can take (see range_low)."),
                 io.ClipVision.Input(
                     "clip_vision", display_name="clip_vision", optional=True,
                     tooltip="For 'CLIP similarity to reference': the CLIP vision model (Load CLIP Vision) that embeds "
@@ -409,7 +431,7 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
     def execute(cls, images, design: str = "antithetic pairs", group_size: int = 2, layout: str = "interleaved",
                 statistic: str = "mean brightness", channel: int = 0, threshold: float = 0.5,
                 confidence: float = 0.95, clip_vision=None, reference_image=None, values=None, noise=None,
-                latent=None) -> io.NodeOutput:
+                latent=None, interval: str = "auto", range_low: float = 0.0, range_high: float = 1.0) -> io.NodeOutput:
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             raise ValueError(f"images: expected an IMAGE batch [N, H, W, C], got {getattr(images, 'shape', type(images))}")
         n = images.shape[0]
@@ -419,6 +441,13 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         if bad:
             raise ValueError(f"images: contains {bad} NaN/inf pixel value(s)")
         key = str(statistic).strip().lower()
+        if str(interval).strip().lower() not in [c.lower() for c in bc.NODE_INTERVALS]:
+            raise ValueError(f"interval: one of {', '.join(bc.NODE_INTERVALS)}, got {interval!r}")
+        if not (math.isfinite(range_low) and math.isfinite(range_high) and range_low < range_high):
+            raise ValueError(f"range_low / range_high: need range_low < range_high, got {range_low} and {range_high}")
+        if key == "per-pixel mean map" and not str(interval).startswith(("auto", "t")):
+            raise ValueError(f"interval: {interval!r} is for one number per image; the per-pixel mean map uses the t "
+                             "interval (choose auto or t)")
         extra_values = None
         if key == "clip similarity to reference":
             if clip_vision is None or reference_image is None:
@@ -454,6 +483,7 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         hw_max = float(np.max(pix.half_width)) if pix.half_width.size else 0.0
         width_map = _gray_map(pix.half_width)
 
+        method_label = "Student-t on unit means"
         if key == "per-pixel mean map":
             est, lo, hi, hw = (float(np.mean(x)) for x in (pix.estimate, pix.low, pix.high, pix.half_width))
             eff_pix = ci.efficiency_vs_iid(arr.reshape(n, -1)[:, :: max(1, arr[0].size // 4096)], canon, k, layout)
@@ -471,8 +501,20 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
             interval = pix
         else:
             per_image = extra_values if extra_values is not None else ci.image_statistic(arr, key, channel, threshold)
-            interval = r_plot = ci.design_interval(per_image, canon, k, layout, confidence)
-            est, lo, hi, hw = interval.estimate, interval.low, interval.high, interval.half_width
+            interval_t = r_plot = ci.design_interval(per_image, canon, k, layout, confidence)
+            est, lo, hi, hw = interval_t.estimate, interval_t.low, interval_t.high, interval_t.half_width
+            value_range = {"per-image values": (float(range_low), float(range_high)),
+                           "clip similarity to reference": (-1.0, 1.0)}.get(key, (0.0, 1.0))
+            units_now = ci.unit_means(per_image, canon, k, layout)
+            chosen = bc.batch_interval_choice(interval, per_image, units_now, canon, value_range)
+            if chosen != "t":
+                b = (bc.clopper_pearson(per_image, confidence) if chosen == "binomial"
+                     else bc.betting_interval(units_now, *value_range, confidence))
+                lo, hi, hw = b.low, b.high, b.half_width
+                r_plot = dataclasses.replace(interval_t, low=lo, high=hi, half_width=hw)
+                method_label = b.method + ("" if chosen == "binomial" else f" on unit means in [{value_range[0]:g}, "
+                                                                             f"{value_range[1]:g}]")
+            interval = interval_t
             eff = ci.efficiency_vs_iid(per_image, canon, k, layout)
             iid_se = math.sqrt(eff.item_variance / n) if canon != "iid" else interval.std_error
             iid_hw = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * iid_se
@@ -487,7 +529,8 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
                                        interval.n_items, interval.unit_size, interval.confidence,
                                        interval.t_quantile, interval.design, interval.layout)
         report = interval_report(stat_label, summary_interval, eff, iid_hw,
-                                 extra=f"CI-width map: white = half-width {_fmt(hw_max, 4)} (pixel units 0..1).")
+                                 extra=f"CI-width map: white = half-width {_fmt(hw_max, 4)} (pixel units 0..1).",
+                                 method=method_label)
 
         idx = ci.unit_index(n, canon, k, layout)
         member = np.zeros(n)
@@ -510,7 +553,8 @@ class NoiseDesignConfidenceInterval(io.ComfyNode):
         )
         plot = plots.to_image_tensor(panel)
         text = (f"{stat_label.split(' (')[0]}: {_fmt(est, 5)}  [{_fmt(lo, 5)}, {_fmt(hi, 5)}]  "
-                f"({100 * confidence:.3g}% CI, {canon}, {interval.units} units, dof {interval.dof})")
+                f"({100 * confidence:.3g}% CI, {canon}, {interval.units} units, "
+                + (f"dof {interval.dof})" if method_label.startswith("Student") else f"{method_label})"))
         if canon != "iid":
             text += (f"\nefficiency vs iid at the same N: {_fmt(eff.efficiency, 3)}x (rho {_fmt(eff.rho, 3)}); "
                      f"interval {_fmt(_ratio(iid_hw, hw), 3)}x narrower than iid at the same N")

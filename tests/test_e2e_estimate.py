@@ -68,8 +68,9 @@ def _recompute(out, confidence=0.95):
 
 
 def _run(wf, out, servers, *extra):
+    # --interval t: these runs check the t interval against its recomputation (auto may switch on skew)
     args = ["estimate", str(wf), "--target", "1e-7", "--max-images", "32", "--pilot-units", "4", "--out", str(out),
-            "--no-progress", "--seed-start", str(BASE_SEED), *extra]
+            "--no-progress", "--seed-start", str(BASE_SEED), "--interval", "t", *extra]
     for s in servers:
         args += ["--server", s]
     return cli_main(args)
@@ -159,7 +160,8 @@ def test_estimate_over_two_servers_with_one_stopped(comfy_server, tmp_path):
     try:
         code = cli_main(["estimate", str(wf), "--target", "1e-7", "--max-images", "48", "--pilot-units", "4",
                          "--out", str(out), "--no-progress", "--seed-start", str(BASE_SEED + 1000),
-                         "--control-variates", "off", "--server", comfy_server.url, "--server", second.url])
+                         "--control-variates", "off", "--interval", "t", "--server", comfy_server.url,
+                         "--server", second.url])
     finally:
         watcher.join(timeout=5)
         second.stop()
@@ -199,3 +201,75 @@ def test_interval_node_per_image_values_and_width_ratio(comfy_server):
     reps = np.asarray(values).reshape(2, 4).mean(axis=1)
     assert f"{reps.mean():.5g}" in text and "narrower than iid at the same N" in text
 
+
+
+def _flag_graph(seed: int, threshold: float) -> dict:
+    """Antithetic pairs; every image shrunk to one pixel (core ImageScale, area) and read by the interval node as
+    'fraction above threshold': a per-image 0/1 value (is the image's mean colour brighter than the threshold?)."""
+    tiny = {"class_type": "ImageScale", "inputs": {"image": "@image", "upscale_method": "area", "width": 1,
+                                                   "height": 1, "crop": "disabled"}}
+    interval = {"class_type": "NoiseDesignConfidenceInterval", "inputs": {
+        "images": ["tiny", 0], "design": "antithetic pairs", "group_size": 2, "layout": "interleaved",
+        "statistic": "fraction above threshold", "channel": 0, "threshold": threshold, "confidence": 0.95}}
+    noise = {"class_type": "AntitheticLatentNoise",
+             "inputs": {"noise_seed": seed, "group_size": 2, "layout": "interleaved"}}
+    return t2i.txt2img_graph(noise=noise, batch_size=BATCH, width=64, height=64, steps=2,
+                            filename_prefix="e2e_estimate_flag", extra_nodes={"tiny": tiny, "interval": interval})
+
+
+def test_estimate_value_on_a_per_image_flag_reports_the_betting_interval(comfy_server, tmp_path):
+    """`estimate --value interval.values` on a real server where every image's value is 0 or 1: the default
+    switches to the betting confidence sequence, never reports zero width, and its interval equals the one
+    recomputed here from the values in the manifest (same stages, same aimed bets, same budget horizon)."""
+    from antithetic_sampling.nodes.methods import betting_confidence as bc
+
+    seed = BASE_SEED + 2000
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(_flag_graph(seed, 0.25)))
+    out = tmp_path / "out"
+    code = cli_main(["estimate", str(wf), "--value", "interval.values", "--target", "0.05", "--max-images", "48",
+                     "--pilot-units", "4", "--out", str(out), "--no-progress", "--seed-start", str(seed),
+                     "--control-variates", "off", "--no-plot", "--server", comfy_server.url])
+    assert code == 0
+    res = json.loads((out / "estimate.json").read_text())
+    recs = sorted(Manifest(out / "manifest.jsonl").done().values(), key=lambda r: r["params"]["noise_seed"])
+    values = np.concatenate([np.asarray(r["ui"]["interval"]["values"], dtype=np.float64) for r in recs])
+    assert set(np.unique(values)) <= {0.0, 1.0} and values.shape[0] == res["images"]
+    assert res["interval_method"] == "betting confidence sequence"
+    assert res["interval_switch"].startswith("few distinct values") and res["value_range"] == [0.0, 1.0]
+    assert res["high"] - res["low"] > 0
+    pairs = values.reshape(-1, 2).mean(axis=1)
+    cs = bc.BettingConfidenceSequence(0.0, 1.0, 0.95, horizon=48 // 2)  # the budget in units
+    seen = 0
+    for stage in res["stages"]:
+        cs.extend(pairs[seen:stage["units"]], goal=0.05)
+        seen = stage["units"]
+        if stage["interval"] == "betting confidence sequence":
+            r = cs.interval()
+            assert stage["half_width"] == pytest.approx(r.half_width, rel=1e-12, abs=1e-15)
+    assert seen == pairs.shape[0]
+    assert (res["low"], res["high"]) == (pytest.approx(r.low, abs=1e-12), pytest.approx(r.high, abs=1e-12))
+    assert res["estimate"] == pytest.approx(pairs.mean(), rel=1e-12)
+    # the same values rejected by a range that excludes 1: a named error, no interval
+    code = cli_main(["estimate", str(wf), "--value", "interval.values", "--range", "0", "0.5", "--target", "0.05",
+                     "--max-images", "48", "--pilot-units", "4", "--out", str(out), "--no-progress",
+                     "--seed-start", str(seed), "--control-variates", "off", "--no-plot",
+                     "--server", comfy_server.url])
+    assert code == 2 if values.max() > 0.5 else code == 0
+
+
+def test_interval_node_never_says_plus_minus_zero_for_a_rare_outcome(comfy_server):
+    """The interval node on 8 independent images whose per-image value is 0 every time: auto reports the exact
+    binomial interval [0, 1 - 0.025^(1/8)], not ± 0; the t choice would be ± 0."""
+    values = [0] * 8
+    interval = {"class_type": "NoiseDesignConfidenceInterval", "inputs": {
+        "images": "@image", "design": "iid", "group_size": 2, "layout": "interleaved",
+        "statistic": "per-image values", "channel": 0, "threshold": 0.5, "confidence": 0.95,
+        "values": ["scores", 0], "interval": "auto"}}
+    scores = {"class_type": "PrimitiveString", "inputs": {"value": json.dumps(values)}}
+    noise = {"class_type": "RandomNoise", "inputs": {"noise_seed": BASE_SEED + 6000}}
+    g = t2i.txt2img_graph(noise=noise, batch_size=8, width=64, height=64, steps=2, filename_prefix="e2e_est_rare",
+                         extra_nodes={"scores": scores, "interval": interval})
+    text = ComfyServer.outputs(comfy_server.run(g))["interval"]["text"][0]
+    assert "Clopper-Pearson" in text
+    assert f"{1 - 0.025 ** (1 / 8):.5g}" in text

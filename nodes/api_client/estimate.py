@@ -9,6 +9,12 @@ server and the manifest all work as for a batch), recomputes the interval the wa
 and adds top-up stages only while the half-width is still above ``--target`` (or ``--target-rel`` × |estimate|)
 and ``--max-images`` are not spent.
 
+``--interval`` (``methods.sequential_estimation.SequentialInterval``, the driver the benches run too): ``t`` is
+the rule above; ``betting`` the betting confidence sequence on the unit means (values within ``--range``, default
+[0, 1]), valid at every stage, so it stops at the first stage within the target; ``asymptotic`` the asymptotic
+confidence sequence for unbounded values; ``auto`` (default) the t rule, switching to the betting sequence when
+the values repeat, have no spread or are skewed (``estimate-battery`` measures all of them).
+
 Statistics are computed here, from the downloaded images (mean brightness, per-channel mean, fraction above a
 threshold: ``nodes.methods.confidence.image_statistic``; numpy + Pillow, no torch), or read from a node's per-image
 values (``--value NODE.KEY``: a list with one number per image in that node's UI output).
@@ -41,7 +47,7 @@ import numpy as np
 
 from ..methods import confidence as ci
 from ..methods import noise_control_variates as ncv
-from ..methods.sequential_estimation import StoppingRule, decide, iid_images_for
+from ..methods.sequential_estimation import INTERVALS, SequentialInterval, StoppingRule, iid_images_for
 from .client import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BatchRunner, normalize_url
 from .jobs import Job, SpecError, check_value, parse_set, resolve_node
 
@@ -285,6 +291,50 @@ def interval_of(values: list[np.ndarray], coefs: list[np.ndarray] | None, spec: 
     return out
 
 
+def parse_range(spec: list[str] | None) -> tuple[float, float] | None:
+    """``--range``: None -> (0, 1); ["none"] -> None (unbounded); [LO, HI] -> (LO, HI) with LO < HI."""
+    if spec is None:
+        return (0.0, 1.0)
+    if len(spec) == 1 and spec[0].strip().lower() in ("none", "unbounded"):
+        return None
+    if len(spec) != 2:
+        raise EstimateError(f"--range: expected LO HI (two numbers) or none, got {' '.join(spec)!r}")
+    try:
+        lo, hi = float(spec[0]), float(spec[1])
+    except ValueError:
+        raise EstimateError(f"--range: expected two numbers LO HI, got {' '.join(spec)!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise EstimateError(f"--range: needs finite LO < HI, got {lo:g} {hi:g}")
+    return lo, hi
+
+
+def check_values(values: np.ndarray, value_range: tuple[float, float] | None, prompt_index: int,
+                 value_opt: str | None) -> None:
+    """A per-image value outside --range is an error naming the option and the value (never clipped: it would
+    void the interval's guarantee)."""
+    if value_range is None:
+        return
+    lo, hi = value_range
+    bad = np.flatnonzero((values < lo) | (values > hi))
+    if bad.size:
+        what = f"--value {value_opt}" if value_opt else "the statistic"
+        raise EstimateError(f"{what}: value {float(values[bad[0]])!r} (prompt {prompt_index}, image {int(bad[0])}) is "
+                            f"outside --range {lo:g} {hi:g}; give the value's true bounds with --range LO HI, or "
+                            "--range none for an unbounded value (t or asymptotic interval only)")
+
+
+def apply_interval(cur: dict, iv: dict, value_range: tuple[float, float] | None) -> None:
+    """Put the driver's interval into the stage/result record (the t fields stay as the design's diagnostics)."""
+    cur["interval_method"] = {"t": "t (design unit means)" if not cur.get("control_variate") else
+                              "t (control variate)", "betting": "betting confidence sequence",
+                              "asymptotic": "asymptotic confidence sequence"}[iv["method"]]
+    cur["interval_switch"] = iv.get("switch_reason")
+    cur["value_range"] = list(value_range) if value_range is not None else None
+    if iv["method"] != "t":
+        cur.update({"estimate": float(iv["estimate"]), "low": float(iv["low"]), "high": float(iv["high"]),
+                    "half_width": float(iv["half_width"])})
+
+
 def halfwidth_plot(path: Path, stages: list[dict], final: dict, spec: DesignSpec, goal: float, confidence: float,
                    stat_label: str) -> None:
     import matplotlib
@@ -344,6 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-node", default=None, help="the image-saving node to measure (when there are several)")
     p.add_argument("--noise-node", default=None, help="the noise node (id, title or class) when there are several")
     p.add_argument("--batch", type=int, default=None, help="images per prompt (default: the empty latent's batch_size)")
+    p.add_argument("--range", nargs="+", default=None, metavar="LO HI",
+                   help="bounds every per-image value lies in (default 0 1: every built-in statistic is in [0, 1]; "
+                        "for --value give the statistic's own bounds, e.g. --range 1 10, or --range none for an "
+                        "unbounded value). A value outside is an error, never clipped")
+    p.add_argument("--interval", choices=INTERVALS, default="auto",
+                   help="auto (default): the t rule, switching to the betting sequence when the values are few "
+                        "distinct ones (a flag, a rare outcome), without spread or strongly skewed; t: the design's "
+                        "t interval (Stein two-stage); betting: the betting confidence sequence, guaranteed for "
+                        "bounded values at every stage; asymptotic: the asymptotic confidence sequence (unbounded)")
     p.add_argument("--control-variates", choices=("auto", "on", "off"), default=None,
                    help="noise control variate: on, off, or auto = decided per run after the pilot: on when the "
                         "pilot projects more images than the control variate's own pilot and one prompt (docs/"
@@ -413,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_estimate(args: argparse.Namespace) -> int:
     StoppingRule(args.target, args.target_rel, 8, args.max_images, args.confidence)  # usage errors before any I/O
+    value_range = parse_range(args.range)
     prompt = _load_prompt(args.workflow)
     definitions = None
     for target, value in (parse_set(s) for s in args.sets):
@@ -444,6 +504,11 @@ def run_estimate(args: argparse.Namespace) -> int:
                             CV_MAX_GROWTH if cv else None)
 
     rule = rule_for(use_cv)
+    if (use_cv or auto) and args.interval in ("betting", "asymptotic"):
+        raise EstimateError(f"--interval {args.interval}: the control-variate interval is a t interval (its adjusted "
+                            "values are not bounded); use --control-variates off or --interval t/auto")
+    if args.interval == "betting" and value_range is None:
+        raise EstimateError("--interval betting needs bounded values: give --range LO HI (not none)")
     stat_label = f"value {args.value}" if args.value else args.statistic
     servers = [normalize_url(s) for s in (args.server or ["http://127.0.0.1:8188"])]
     out = Path(args.out)
@@ -451,11 +516,13 @@ def run_estimate(args: argparse.Namespace) -> int:
     print(f"design: {spec.label()}, {spec.batch} images = {upp} unit(s) per prompt; control variate "
           f"{'decided after the pilot (auto)' if auto else 'on' if use_cv else 'off'}", file=sys.stderr, flush=True)
     dof_loss = 2 if use_cv else 1
-    dec = decide(rule, 0, spec.unit_size, None, None, dof_loss, upp)
+    # the control-variate estimate stays on its t interval: auto does not switch there (no range for the driver)
+    driver = SequentialInterval(rule, args.interval, None if use_cv else value_range, spec.unit_size, upp, dof_loss)
+    seen_prompts = 0
     stages: list[dict] = []
     runner = None
     while True:
-        n_prompts = dec.units_wanted // upp
+        n_prompts = driver.units_wanted // upp
         jobs = make_jobs(prompt, spec, args.seed_start, n_prompts)
         runner = BatchRunner(servers, out, max_in_flight=args.max_in_flight, timeout=args.timeout,
                              progress=not args.no_progress,
@@ -475,11 +542,16 @@ def run_estimate(args: argparse.Namespace) -> int:
         for j in jobs:
             v, c = prompt_data(done[j.key], out, spec, args.statistic, args.channel, args.threshold, value_ref,
                                image_node, use_cv or has_coefs)
+            check_values(v, value_range, j.index, args.value)
             vals.append(v)
             coefs.append(c)
         cur = interval_of(vals, coefs if use_cv else None, spec, args.confidence, use_cv)
-        dec = decide(rule, cur["units"], spec.unit_size, cur["estimate"], cur["half_width"], dof_loss, upp)
-        if auto and not stages:
+        new = [to_units(v, None, spec) for v in vals[seen_prompts:]]
+        seen_prompts = len(vals)
+        iv, dec = driver.look(np.concatenate([m for m, _, _ in new]),
+                              np.concatenate([it.reshape(-1) for _, _, it in new]),
+                              t_interval=(cur["estimate"], cur["half_width"]))
+        if auto and not stages and driver.method == "t":
             projected = dec.units_wanted * spec.unit_size
             # the pilot so far counts as (part of) the control variate's pilot, never its final sample
             cv_rule = replace(rule_for(True), min_units=max(rule_for(True).min_units, cur["units"]))
@@ -489,12 +561,17 @@ def run_estimate(args: argparse.Namespace) -> int:
                   + ("" if has_coefs else "; the workflow reports no noise coefficients") + ")",
                   file=sys.stderr, flush=True)
             if use_cv:
+                # from here on the control-variate t interval and its rule (the driver never switches there)
                 rule, dof_loss = cv_rule, 2
                 cur = interval_of(vals, coefs, spec, args.confidence, True)
-                dec = decide(rule, cur["units"], spec.unit_size, cur["estimate"], cur["half_width"], dof_loss, upp)
+                driver = SequentialInterval(rule, "t", None, spec.unit_size, upp, dof_loss)
+                iv, dec = driver.look(np.concatenate([to_units(v, None, spec)[0] for v in vals]),
+                                      t_interval=(cur["estimate"], cur["half_width"]))
+        apply_interval(cur, iv, value_range)
         stage = {"stage": len(stages), "prompts": n_prompts, "images": cur["images"], "units": cur["units"],
                  "estimate": cur["estimate"], "half_width": cur["half_width"], "goal": dec.goal,
-                 "decision": dec.reason, "units_wanted": dec.units_wanted, "control_variate": bool(use_cv)}
+                 "decision": dec.reason, "units_wanted": dec.units_wanted, "control_variate": bool(use_cv),
+                 "interval": cur["interval_method"]}
         stages.append(stage)
         runner.manifest.append({"type": "estimate", **stage})
         print(f"stage {stage['stage']}: {cur['images']} images, {stat_label} {cur['estimate']:.6g} "
@@ -505,7 +582,7 @@ def run_estimate(args: argparse.Namespace) -> int:
               "design_label": spec.label(), "images_per_prompt": spec.batch, "prompts": n_prompts,
               "confidence": args.confidence, "target": args.target, "target_rel": args.target_rel,
               "goal_half_width": dec.goal, "reason": dec.reason, "seed_start": args.seed_start,
-              "control_variates": use_cv, "stages": stages,
+              "control_variates": use_cv, "stages": stages, "interval_requested": args.interval,
               "prompt_seeds": [args.seed_start + i for i in range(n_prompts)], **cur}
     if not args.no_plot:
         plot = out / "estimate_halfwidth.png"
@@ -524,13 +601,23 @@ def argv_of(args: argparse.Namespace) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(vars(args).items()) if v not in (None, [], False)]
 
 
+def interval_phrase(r: dict) -> str:
+    m = r.get("interval_method", "t")
+    why = f" (auto: {r['interval_switch']})" if r.get("interval_switch") else ""
+    if m.startswith("t"):
+        return f"t on {r['dof']} dof"
+    rng = r.get("value_range")
+    where = f" for values in [{rng[0]:g}, {rng[1]:g}]" if rng else ""
+    return f"interval: {m}{why}{where}, valid at every stage"
+
+
 def summary_text(r: dict) -> str:
     pct = f"{100 * r['confidence']:.3g}%"
     lines = [
         f"{r['statistic']}: {r['estimate']:.6g} ± {r['half_width']:.3g}  ({pct} CI [{r['low']:.6g}, {r['high']:.6g}], "
         f"{r['reason']}; goal ±{r['goal_half_width']:.3g})",
         f"design: {r['design_label']}; {r['images']} images = {r['units']} independent units in {r['prompts']} "
-        f"prompts; t on {r['dof']} dof",
+        f"prompts; " + interval_phrase(r),
         f"iid would need {r['iid_images_same_width']} images for the same width: {r['fewer_images_than_iid']:.2f}x "
         f"fewer (efficiency at the same N {r['efficiency_same_n']:.2f}; width ratio vs iid at the same N "
         f"{r['width_ratio_vs_iid']:.2f})",

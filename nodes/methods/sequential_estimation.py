@@ -138,3 +138,228 @@ def iid_images_for(item_variance: float, half_width: float, confidence: float = 
     while n > 2 and stats.t.ppf(0.5 + confidence / 2, n - 2) * math.sqrt(item_variance / (n - 1)) <= half_width:
         n -= 1
     return int(n)
+
+
+# ------------------------------------------------------------------------------------------ the interval driver
+
+INTERVALS = ("auto", "t", "betting", "asymptotic")
+BETTING_GROWTH = 2.0  # a sequence's stage at most doubles the units: its projection trusts an early spread estimate
+MIN_GROWTH = 1.1  # and adds at least 10 % (a look costs O(units); creeping up one prompt at a time costs looks)
+
+
+@dataclass(frozen=True)
+class AutoSwitch:
+    """When ``auto`` leaves the t rule for the betting sequence (bounded values only), checked at every look:
+    a run whose per-image values take at most ``max_distinct`` distinct values, and fewer than half as many as
+    there are images (flags, counts, a rare outcome that has not shown up yet), whose unit means have no spread, or whose unit means are skewed beyond
+    ``max_skew`` (sample skewness minus two standard errors sqrt(6/G), from ``min_units_for_skew`` units on). Chosen on the tuning laws of
+    ``antithetic-sampling estimate-battery`` (see docs/estimate.md)."""
+
+    max_distinct: int = 10
+    max_skew: float = 0.0  # estimate-battery's choice on its tuning laws (0.5 and above covered 0.88 there)
+    min_units_for_skew: int = 8
+
+
+AUTO_SWITCH = AutoSwitch()
+
+
+def skewed(y, switch: AutoSwitch) -> bool:
+    """|sample skewness| above ``max_skew`` by more than two of its standard errors under normality
+    (sqrt(6/G)): small normal samples have skewness ±0.9 (1 SE at G = 8) by chance alone."""
+    g = len(y)
+    return g >= switch.min_units_for_skew and abs(_skewness(y)) - 2 * math.sqrt(6 / g) > switch.max_skew
+
+
+def _skewness(y) -> float:
+    import numpy as np
+
+    y = np.asarray(y, dtype=np.float64)
+    s = y.std()
+    return float(((y - y.mean()) ** 3).mean() / s**3) if s > 0 else math.inf
+
+
+class SequentialInterval:
+    """The stopping driver shared by ``antithetic-queue estimate`` and the benches: it holds the unit means seen
+    so far (in the order they were drawn), computes the interval of the chosen kind after every stage and says
+    how many units to have before the next look.
+
+    ``interval``:
+
+    * ``t``: the design's t interval on the unit means with the Stein two-stage rule (:func:`decide`); a caller
+      with its own t interval (the control variate) passes it to :meth:`look`;
+    * ``betting``: the betting confidence sequence (``betting_confidence``) on the unit means, valid at every
+      look simultaneously, so the run stops at the first look whose half-width is within the target (the pilot
+      included) and a spent budget or an interruption still leaves a valid interval. Every unit's bets are aimed
+      at the half-width wanted when it was requested; stages are projected from the running spread,
+      n ≈ 2 log(2/α) σ̂²/g² units, and grow at most :data:`BETTING_GROWTH` x;
+    * ``asymptotic``: the asymptotic confidence sequence (``asymptotic_confidence_sequence``), ρ tuned for the
+      size projected after the pilot; for unbounded values; stops at the first look after the pilot within the
+      target once Cochran's rule for the CLT under skew holds (G >= 25 γ̂₁², γ̂₁ the unit means' skewness);
+    * ``auto``: the t rule, switching for good as soon as :class:`AutoSwitch` fires: to betting for bounded
+      values; for unbounded values (no range) to the asymptotic sequence when the unit means are skewed.
+
+    ``value_range``: (lo, hi) every per-image value lies in (unit means then do too), or None (unbounded)."""
+
+    def __init__(self, rule: StoppingRule, interval: str = "auto", value_range: tuple[float, float] | None = (0, 1),
+                 unit_size: int = 1, units_per_prompt: int = 1, dof_loss: int = 1,
+                 switch: AutoSwitch = AUTO_SWITCH):
+        from . import betting_confidence as bc
+
+        if interval not in INTERVALS:
+            raise ValueError(f"interval: one of {', '.join(INTERVALS)}, got {interval!r}")
+        if interval == "betting" and value_range is None:
+            raise ValueError("interval: the betting sequence needs bounded values (a range LO HI)")
+        self.rule, self.requested, self.range = rule, interval, value_range
+        self.unit_size, self.upp, self.dof_loss, self.switch = int(unit_size), max(1, int(units_per_prompt)), \
+            int(dof_loss), switch
+        self.method = "betting" if interval == "betting" else ("asymptotic" if interval == "asymptotic" else "t")
+        self.switch_reason: str | None = None
+        self._cs = (bc.BettingConfidenceSequence(*value_range, rule.confidence, horizon=self._cap())
+                    if value_range is not None else None)
+        self._units: list = []
+        self._distinct: set = set()
+        self._n_items = 0
+        self._next_goal = rule.target if rule.target is not None else None  # the pilot's goal, if absolute
+        self._rho_t: float | None = None
+        self.decision = decide(rule, 0, self.unit_size, None, None, self.dof_loss, self.upp)
+        if self.method != "t":
+            self.decision = Decision(False, "pilot", self._pilot(), float("nan"))
+
+    # --- sizes
+    def _cap(self) -> int | None:
+        r = self.rule
+        return None if r.max_images is None else max(self.upp, (r.max_images // self.unit_size) // self.upp * self.upp)
+
+    def _pilot(self) -> int:
+        p = -(-max(self.rule.min_units, self.dof_loss + 2) // self.upp) * self.upp
+        cap = self._cap()
+        return p if cap is None else min(p, cap)
+
+    @property
+    def units_wanted(self) -> int:
+        return self.decision.units_wanted
+
+    @property
+    def units(self) -> int:
+        return len(self._units)
+
+    # --- one look
+    def look(self, new_unit_means, new_item_values=None, t_interval: tuple[float, float] | None = None):
+        """Add the units drawn since the last look (and optionally their per-image values, for the switch), return
+        (interval dict: estimate, low, high, half_width, method; Decision)."""
+        import numpy as np
+
+        y_new = np.asarray(new_unit_means, dtype=np.float64).reshape(-1)
+        if self._cs is not None:
+            self._cs.extend(y_new, goal=self._next_goal, name="unit means")
+        self._units.extend(y_new.tolist())
+        items = y_new if new_item_values is None else np.asarray(new_item_values, dtype=np.float64).reshape(-1)
+        self._n_items += items.shape[0]
+        if len(self._distinct) <= self.switch.max_distinct:
+            self._distinct.update(np.unique(items).tolist())
+        y = np.asarray(self._units)
+        g = y.shape[0]
+        est = float(y.mean())
+        if self.requested == "auto" and self.method == "t":
+            reason = self._switch_reason(y)
+            if reason and self.range is not None:
+                self.method, self.switch_reason = "betting", reason
+            elif reason and reason.startswith("skewed"):  # unbounded: no guarantee exists; the asymptotic sequence
+                self.method, self.switch_reason = "asymptotic", reason
+        if self.method == "t":
+            if t_interval is None:
+                from scipy import stats
+
+                hw = float(stats.t.ppf(0.5 + self.rule.confidence / 2, g - 1) * y.std(ddof=1) / math.sqrt(g)) \
+                    if g >= 2 else math.inf
+                t_interval = (est, hw)
+            est, hw = float(t_interval[0]), float(t_interval[1])
+            out = {"estimate": est, "low": est - hw, "high": est + hw, "half_width": hw, "method": "t"}
+            dec = decide(self.rule, g, self.unit_size, est, hw, self.dof_loss, self.upp)
+        elif self.method == "betting":
+            r = self._cs.interval()
+            out = {"estimate": r.estimate, "low": r.low, "high": r.high, "half_width": r.half_width,
+                   "method": "betting"}
+            dec = self._decide_sequence(g, est, r.half_width, self._betting_projection(y))
+        else:
+            out = self._asymptotic(y)
+            # asymptotic: like the t rule, the pilot is never the final sample (its spread is too rough), and the
+            # run goes on until Cochran's rule for the CLT under skew, G >= 25 γ̂₁² units, holds
+            cochran = 25 * _skewness(y) ** 2 if g >= 3 else math.inf
+            dec = self._decide_sequence(g, est, out["half_width"], None,
+                                        may_stop=not (self.rule.two_stage and g <= self._pilot()) and g >= cochran)
+        goal = target_half_width(self.rule, est)
+        self._next_goal = goal if goal > 0 else None
+        self.decision = dec
+        out["switch_reason"] = self.switch_reason
+        return out, dec
+
+    def _switch_reason(self, y) -> str | None:
+        import numpy as np
+
+        if len(self._distinct) <= min(self.switch.max_distinct, self._n_items // 2):
+            return f"few distinct values ({len(self._distinct)} in {self._n_items} images)"
+        if y.shape[0] >= 2 and float(np.ptp(y)) == 0.0:
+            return "no spread"
+        if skewed(y, self.switch):
+            return f"skewed unit means (skewness {_skewness(y):.2f})"
+        return None
+
+    def _betting_projection(self, y) -> float:
+        """Units at which bets aimed at the goal reach it: 2 log(2/α) σ̂²/g² with the paper's regularised spread
+        (prior variance 1/4 of the range², one pseudo-observation: never 0 before the run has seen any spread)."""
+        import numpy as np
+
+        lo, hi = self.range
+        z = (y - lo) / (hi - lo)
+        t = np.arange(1, z.shape[0] + 1)
+        mu = (0.5 + np.cumsum(z)) / (t + 1)
+        s2 = (0.25 + np.sum((z - mu) ** 2)) / (z.shape[0] + 1)
+        g = target_half_width(self.rule, float(y.mean())) / (hi - lo)
+        alpha = 1 - self.rule.confidence
+        return 2 * math.log(2 / alpha) * s2 / g**2 if g > 0 else math.inf
+
+    def _asymptotic(self, y) -> dict:
+        from .asymptotic_confidence_sequence import asymptotic_cs
+
+        g = y.shape[0]
+        if g < 2:
+            return {"estimate": float(y.mean()), "low": -math.inf, "high": math.inf, "half_width": math.inf,
+                    "method": "asymptotic"}
+        if self._rho_t is None and g >= self._pilot():
+            # ρ tuned once, for the size the t rule would project from the pilot
+            from scipy import stats
+
+            h = stats.t.ppf(0.5 + self.rule.confidence / 2, g - 1) * y.std(ddof=1) / math.sqrt(g)
+            goal = target_half_width(self.rule, float(y.mean()))
+            self._rho_t = float(max(g, g * (h / goal) ** 2)) if goal > 0 and math.isfinite(h) else float(g)
+        # no running intersection: the sequence is valid only asymptotically, and intersecting would carry an early,
+        # too narrow interval (heavy tails: a small early spread) to the end
+        est, lo, hi = asymptotic_cs(y, self.rule.confidence, t_star=self._rho_t or g, times=[g],
+                                    running_intersection=False)
+        a, b = float(lo[0]), float(hi[0])
+        return {"estimate": float(est[0]), "low": a, "high": b, "half_width": (b - a) / 2, "method": "asymptotic"}
+
+    def _decide_sequence(self, g: int, est: float, hw: float, projection: float | None,
+                         may_stop: bool = True) -> Decision:
+        """Stage rule of the confidence sequences: stop at any look within the target (valid by time-uniformity),
+        else project the units (the larger of ``projection`` and g (h/goal)²), at least MIN_GROWTH x and one
+        prompt more, at most BETTING_GROWTH x, rounded to whole prompts and capped by the budget."""
+        goal = target_half_width(self.rule, est)
+        if g < self._pilot():
+            return Decision(False, "pilot", self._pilot(), goal)
+        if hw <= goal and may_stop:
+            return Decision(True, "target reached", g, goal)
+        cap = self._cap()
+        if cap is not None and g >= cap:
+            return Decision(True, "budget spent", g, goal)
+        ratio = g * (hw / goal) ** 2 if goal > 0 else math.inf
+        want = ratio if projection is None else max(projection, ratio)
+        want = want / self.rule.aim if math.isfinite(want) else math.inf
+        floor = max(g + self.upp, math.ceil(g * MIN_GROWTH))
+        total = min(max(floor, math.ceil(want) if math.isfinite(want) else g * 4),
+                    max(floor, math.ceil(g * BETTING_GROWTH)))
+        total = -(-total // self.upp) * self.upp
+        if cap is not None:
+            total = min(total, cap)
+        return Decision(False, "more units", int(total), goal)
