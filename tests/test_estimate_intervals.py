@@ -195,3 +195,40 @@ def test_auto_switch_thresholds_are_the_published_ones():
     m = re.search(r"lowest coverage [0-9.]+ → ([0-9.]+|inf);", doc)
     assert m, "docs/evidence.md has no estimate-battery tuning line"
     assert float(m.group(1)) == AUTO_SWITCH.max_skew
+
+
+def test_bounded_skew_goes_asymptotic_not_betting():
+    """Skewed but continuous bounded values: the asymptotic sequence (Cochran's rule), never the betting sequence,
+    whose range-capped bets would cost many times the images when the unit means spread far less than [0, 1]."""
+    y = np.random.default_rng(5).beta(0.3, 6, 4096)
+    iv, dec, looks = _drive("auto", y, target=0.01)
+    assert iv["method"] == "asymptotic" and iv["switch_reason"].startswith("skewed")
+    assert all(lk[1]["method"] != "betting" for lk in looks)
+
+
+def test_auto_t_stops_only_once_cochrans_rule_holds():
+    """auto on the t rule: a look within the target but with G < 25 γ̂₁² is not a stop; plain t stops there."""
+    from antithetic_sampling.nodes.methods.sequential_estimation import AutoSwitch, _skewness
+
+    # right-skewed unit means (skewness ~1.3 in the first 16), loose target: the t rule stops on its first look
+    rng = np.random.default_rng(11)
+    y = 0.4 + 0.05 * rng.exponential(1.0, 4096)
+    never = AutoSwitch(max_skew=math.inf)  # isolate the gate from the skew switch
+    rule = StoppingRule(target=0.05, min_units=8, max_images=4096)
+    plain, gated = SequentialInterval(rule, "t", (0, 1), 1, 8, 1), SequentialInterval(rule, "auto", (0, 1), 1, 8, 1,
+                                                                                       never)
+    first_stop = None
+    for drv in (plain, gated):
+        seen = 0
+        while True:
+            g = drv.units_wanted
+            iv, dec = drv.look(y[seen:g])
+            seen = g
+            if dec.stop:
+                break
+        if drv is plain:
+            first_stop = g
+            assert 25 * _skewness(y[:g]) ** 2 > g  # the control: plain t stopped before Cochran's rule held
+        else:
+            assert iv["method"] == "t" and dec.reason == "target reached"
+            assert g > first_stop and g >= 25 * _skewness(y[:g]) ** 2

@@ -12,8 +12,9 @@ and ``--max-images`` are not spent.
 ``--interval`` (``methods.sequential_estimation.SequentialInterval``, the driver the benches run too): ``t`` is
 the rule above; ``betting`` the betting confidence sequence on the unit means (values within ``--range``, default
 [0, 1]), valid at every stage, so it stops at the first stage within the target; ``asymptotic`` the asymptotic
-confidence sequence for unbounded values; ``auto`` (default) the t rule, switching to the betting sequence when
-the values repeat, have no spread or are skewed (``estimate-battery`` measures all of them).
+confidence sequence for unbounded values; ``auto`` (default) the t rule (stopping only once Cochran's rule for
+skewed means holds), switching to the betting sequence when the values repeat or have no spread and to the
+asymptotic sequence when the unit means are skewed (``estimate-battery`` measures all of them).
 
 Statistics are computed here, from the downloaded images (mean brightness, per-channel mean, fraction above a
 threshold: ``nodes.methods.confidence.image_statistic``; numpy + Pillow, no torch), or read from a node's per-image
@@ -399,8 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "for --value give the statistic's own bounds, e.g. --range 1 10, or --range none for an "
                         "unbounded value). A value outside is an error, never clipped")
     p.add_argument("--interval", choices=INTERVALS, default="auto",
-                   help="auto (default): the t rule, switching to the betting sequence when the values are few "
-                        "distinct ones (a flag, a rare outcome), without spread or strongly skewed; t: the design's "
+                   help="auto (default): the t rule (stopping once Cochran's rule for skewed means holds), switching "
+                        "to the betting sequence when the values are few distinct ones (a flag, a rare outcome) or "
+                        "without spread, to the asymptotic sequence when strongly skewed; t: the design's "
                         "t interval (Stein two-stage); betting: the betting confidence sequence, guaranteed for "
                         "bounded values at every stage; asymptotic: the asymptotic confidence sequence (unbounded)")
     p.add_argument("--control-variates", choices=("auto", "on", "off"), default=None,
@@ -516,8 +518,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     print(f"design: {spec.label()}, {spec.batch} images = {upp} unit(s) per prompt; control variate "
           f"{'decided after the pilot (auto)' if auto else 'on' if use_cv else 'off'}", file=sys.stderr, flush=True)
     dof_loss = 2 if use_cv else 1
-    # the control-variate estimate stays on its t interval: auto does not switch there (no range for the driver)
-    driver = SequentialInterval(rule, args.interval, None if use_cv else value_range, spec.unit_size, upp, dof_loss)
+    # the control-variate estimate stays on its t interval: auto does not switch there
+    driver = SequentialInterval(rule, "t" if use_cv else args.interval, None if use_cv else value_range,
+                                spec.unit_size, upp, dof_loss)
     seen_prompts = 0
     stages: list[dict] = []
     runner = None

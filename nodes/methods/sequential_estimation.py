@@ -149,10 +149,11 @@ MIN_GROWTH = 1.1  # and adds at least 10 % (a look costs O(units); creeping up o
 
 @dataclass(frozen=True)
 class AutoSwitch:
-    """When ``auto`` leaves the t rule for the betting sequence (bounded values only), checked at every look:
-    a run whose per-image values take at most ``max_distinct`` distinct values, and fewer than half as many as
-    there are images (flags, counts, a rare outcome that has not shown up yet), whose unit means have no spread, or whose unit means are skewed beyond
-    ``max_skew`` (sample skewness minus two standard errors sqrt(6/G), from ``min_units_for_skew`` units on). Chosen on the tuning laws of
+    """When ``auto`` leaves the t rule, checked at every look: for the betting sequence (bounded values only), a
+    run whose per-image values take at most ``max_distinct`` distinct values, and fewer than half as many as there
+    are images (flags, counts, a rare outcome that has not shown up yet), or whose unit means have no spread; for
+    the asymptotic sequence, a run whose unit means are skewed beyond ``max_skew`` (sample skewness minus two
+    standard errors sqrt(6/G), from ``min_units_for_skew`` units on). ``max_skew`` is chosen on the tuning laws of
     ``antithetic-sampling estimate-battery`` (see docs/estimate.md)."""
 
     max_distinct: int = 10
@@ -195,8 +196,9 @@ class SequentialInterval:
     * ``asymptotic``: the asymptotic confidence sequence (``asymptotic_confidence_sequence``), ρ tuned for the
       size projected after the pilot; for unbounded values; stops at the first look after the pilot within the
       target once Cochran's rule for the CLT under skew holds (G >= 25 γ̂₁², γ̂₁ the unit means' skewness);
-    * ``auto``: the t rule, switching for good as soon as :class:`AutoSwitch` fires: to betting for bounded
-      values; for unbounded values (no range) to the asymptotic sequence when the unit means are skewed.
+    * ``auto``: the t rule, stopping only once Cochran's rule G >= 25 γ̂₁² holds, and switching for good as soon
+      as :class:`AutoSwitch` fires: to the betting sequence for few distinct values or no spread (bounded values),
+      to the asymptotic sequence when the unit means are skewed.
 
     ``value_range``: (lo, hi) every per-image value lies in (unit means then do too), or None (unbounded)."""
 
@@ -262,10 +264,14 @@ class SequentialInterval:
         est = float(y.mean())
         if self.requested == "auto" and self.method == "t":
             reason = self._switch_reason(y)
-            if reason and self.range is not None:
-                self.method, self.switch_reason = "betting", reason
-            elif reason and reason.startswith("skewed"):  # unbounded: no guarantee exists; the asymptotic sequence
+            if reason and reason.startswith("skewed"):
+                # continuous but skewed: the t interval's trouble is the CLT's slow start, not the values; the
+                # asymptotic sequence with Cochran's rule fixes that at a small cost, where the betting sequence
+                # would pay for the whole declared range (its bets are capped by it, so with unit means spread far
+                # less than the range it needs many times the t rule's images: estimate-battery's digits rows)
                 self.method, self.switch_reason = "asymptotic", reason
+            elif reason and self.range is not None:  # a flag, a rare outcome, no spread: only a guarantee helps
+                self.method, self.switch_reason = "betting", reason
         if self.method == "t":
             if t_interval is None:
                 from scipy import stats
@@ -276,6 +282,8 @@ class SequentialInterval:
             est, hw = float(t_interval[0]), float(t_interval[1])
             out = {"estimate": est, "low": est - hw, "high": est + hw, "half_width": hw, "method": "t"}
             dec = decide(self.rule, g, self.unit_size, est, hw, self.dof_loss, self.upp)
+            if self.requested == "auto" and dec.stop and dec.reason == "target reached":
+                dec = self._cochran_gate(y, dec)
         elif self.method == "betting":
             r = self._cs.interval()
             out = {"estimate": r.estimate, "low": r.low, "high": r.high, "half_width": r.half_width,
@@ -293,6 +301,23 @@ class SequentialInterval:
         self.decision = dec
         out["switch_reason"] = self.switch_reason
         return out, dec
+
+    def _cochran_gate(self, y, dec: Decision) -> Decision:
+        """``auto`` on the t rule: a stop is accepted only once Cochran's rule for the CLT under skew holds,
+        G >= 25 γ̂₁² units (Cochran, *Sampling Techniques*, 1977, §2.15); otherwise the run grows to that size
+        (whole prompts, within the budget). Small prompts at a loose target otherwise stop on a handful of units
+        whose skewed mean the t interval misjudges; for symmetric unit means the rule asks for nothing more."""
+        g = y.shape[0]
+        need = 25 * _skewness(y) ** 2 if g >= 3 else math.inf
+        if g >= need:
+            return dec
+        cap = self._cap()
+        if cap is not None and g >= cap:
+            return Decision(True, "budget spent", g, dec.goal)
+        total = max(g + self.upp, math.ceil(min(need, 4 * g)))  # re-checked at the next look (γ̂₁ moves)
+        total = -(-total // self.upp) * self.upp
+        return Decision(False, "more units (Cochran's rule)", int(total if cap is None else min(total, cap)),
+                        dec.goal)
 
     def _switch_reason(self, y) -> str | None:
         import numpy as np
