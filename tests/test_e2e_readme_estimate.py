@@ -64,7 +64,9 @@ def _write_block(argv_line: str, output: list[str], comfy: str, torch_version: s
     ])
     text = README.read_text(encoding="utf-8")
     head, rest = text.split(BEGIN, 1)
-    README.write_text(f"{head}{BEGIN}\n{body}\n{END}{rest.split(END, 1)[1]}", encoding="utf-8")
+    record = json.dumps({"command": "python -m pytest tests/test_e2e_readme_estimate.py", "check": "test"})
+    README.write_text(f"{head}{BEGIN}\n<!-- provenance {record} -->\n{body}\n{END}{rest.split(END, 1)[1]}",
+                      encoding="utf-8")
 
 
 def test_readme_example_names_a_shipped_workflow_with_one_noise_node():

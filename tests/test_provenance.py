@@ -128,6 +128,15 @@ def test_a_block_without_provenance_or_with_an_unknown_command_is_reported(tmp_p
     assert "'a': no provenance line" in problems[0] and "not an antithetic-sampling command" in problems[1]
 
 
+def test_a_block_checked_by_a_test_needs_that_test_to_exist(tmp_path):
+    doc = tmp_path / "x.md"
+    rec = '<!-- provenance {"command": "python -m pytest tests/%s", "check": "test"} -->'
+    doc.write_text(f"<!-- BEGIN:a -->\n{rec % 'test_e2e_readme_estimate.py'}\nout\n<!-- END:a -->\n"
+                   f"<!-- BEGIN:b -->\n{rec % 'test_gone.py'}\nout\n<!-- END:b -->\n")
+    problems = provenance.check_fingerprints(ROOT, [doc])
+    assert len(problems) == 1 and "'b': the test that checks it" in problems[0]
+
+
 def test_replace_block_records_the_command_only_when_run_through_the_cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     doc = tmp_path / "docs" / "e.md"

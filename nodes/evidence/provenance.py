@@ -17,7 +17,9 @@ runs through ``antithetic-sampling <command>`` (``nodes/cli.py`` sets the contex
   itself is left out for the commands it parses);
 * ``check``: ``rerun`` when the block is deterministic and cheap (CI reruns the command in a scratch copy of the
   documents and compares the text exactly), ``fingerprint`` otherwise (CI compares the recorded fingerprint with
-  the current code's: change the code, regenerate the block in the same change).
+  the current code's: change the code, regenerate the block in the same change); ``test`` for a block that a test
+  writes and compares against a live run on every CI run (the README's estimate example, printed by
+  ``antithetic-queue estimate`` against the e2e server): its ``command`` is that test file, which must exist.
 
 Pictures are recorded the same way in a ``manifest.json`` beside them (``write_image_manifest``), with each
 picture's sha256 and a digest of the numbers drawn (the rerun check compares those numbers, not the PNG bytes,
@@ -60,7 +62,7 @@ ARGUMENT_MODULES = ("nodes/cli_args.py",)
 # The machinery that runs commands and records blocks: it computes no number (a new command in the CLI's table
 # must not make every published block stale), so the walk neither covers nor follows it.
 MACHINERY = ("nodes/cli.py", "nodes/evidence/provenance.py")
-CHECKS = ("rerun", "fingerprint")
+CHECKS = ("rerun", "fingerprint", "test")
 FINGERPRINT_HEX = 16  # 64 bits of the sha256: a record, not a security boundary
 
 _HEADER = re.compile(r"^<!-- provenance (\{.*\}) -->$")
@@ -360,6 +362,11 @@ def check_fingerprints(root: pathlib.Path | None = None, files: Iterable[pathlib
             problems.append(f"{where}: no provenance line (regenerate it with the command that writes it)")
             return
         cmd = record.get("command", "")
+        if record.get("check") == "test":  # compared with a live run by that test, not fingerprinted
+            test = cmd.split()[-1] if cmd else ""
+            if not (test.startswith("tests/") and (root / test).is_file()):
+                problems.append(f"{where}: the test that checks it ({cmd!r}) does not exist")
+            return
         try:
             now = current(cmd)
         except ProvenanceError as exc:
