@@ -82,8 +82,6 @@ IMPORT_NAME_ALIASES: dict[str, tuple[str, ...]] = {
 STAND_INS = {"torchvision": "nodes/local_comfy/_stubs stands in (SD1.x txt2img never calls it)"}
 # The modules ComfyUI's own start-up imports, statically: main.py and what it imports of the checkout.
 STARTUP_ENTRY_POINTS = ("main.py",)
-# Log lines that mean a custom node (ours) failed to load.
-IMPORT_FAILURE_PATTERNS = ("IMPORT FAILED", "Cannot import")
 
 
 class ComfyUnavailable(RuntimeError):
@@ -937,25 +935,10 @@ class ComfyServer:
             return ""
 
     def pack_import_problems(self) -> list[str]:
-        """Log lines that say our pack failed to import (empty when it loaded cleanly).
+        """What the log says went wrong while our pack loaded (empty: it loaded cleanly); see comfy_log."""
+        from .comfy_log import pack_import_problems
 
-        Only the start-up part of the log counts (up to "Starting server"): tracebacks of prompts that tests make
-        fail on purpose later (bad input -> ValueError) are execution errors, not import failures.
-        """
-        text = self.log_text()
-        cut = text.find("\nStarting server")
-        lines = (text if cut < 0 else text[:cut]).splitlines()
-        bad = []
-        for i, ln in enumerate(lines):
-            if any(p in ln for p in IMPORT_FAILURE_PATTERNS) and PACK_FOLDER in ln:
-                bad.append(ln)
-            elif "Traceback (most recent call last)" in ln:
-                # The traceback runs until its first unindented line (the exception line).
-                end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith(" ")), len(lines) - 1)
-                block = "\n".join(lines[i : end + 1])
-                if f"custom_nodes/{PACK_FOLDER}" in block or f"{os.sep}{PACK_FOLDER}{os.sep}" in block:
-                    bad.append(block)
-        return bad
+        return pack_import_problems(self.log_text(), PACK_FOLDER)
 
 
 def format_prompt_error(payload: Any) -> str:
