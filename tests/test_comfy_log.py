@@ -67,6 +67,16 @@ def test_import_failure_is_found_in_both_formats():
         assert not any("spectral_coefficients" in p for p in problems), (fmt.__name__, problems)
 
 
+def test_v3_entrypoint_error_without_traceback_is_found():
+    line = f"Error while calling comfy_entrypoint in {BASE}/{PACK}: deliberately broken"
+    problems = pack_import_problems(v033([line], FAILED_PROMPT), PACK)
+    assert problems == [line], problems
+    # a warning naming the pack's folder while nodes load counts too, whatever its wording
+    other = f"Some new core check failed for {BASE}/{PACK}"
+    assert pack_import_problems(v033([other], []), PACK) == [other]
+    assert pack_import_problems(v033([], []), PACK) == []
+
+
 def test_another_packs_failure_is_not_ours():
     other = [ln.replace(PACK, "some-other-pack") for ln in IMPORT_FAILURE]
     assert pack_import_problems(v033(other, []), PACK) == []

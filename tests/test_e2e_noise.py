@@ -92,7 +92,7 @@ def test_import_problem_of_a_broken_pack_copy_is_detected(comfy_server, tmp_path
     shutil.copytree(ROOT / "nodes", copy / "nodes", ignore=shutil.ignore_patterns("__pycache__", "evidence"))
     shutil.copy(ROOT / "__init__.py", copy / "__init__.py")
     ext = copy / "nodes" / "extension.py"
-    ext.write_text(f"raise ImportError({BROKEN_ON_PURPOSE!r})\n" + ext.read_text(encoding="utf-8"), encoding="utf-8")
+    ext.write_text(ext.read_text(encoding="utf-8") + f"\nraise ImportError({BROKEN_ON_PURPOSE!r})\n", encoding="utf-8")
     with ComfyServer(comfy_server.env, base, checkpoint=None) as broken:
         assert "antithetic" not in " ".join(broken.object_info()).lower(), "the broken copy registered nodes"
         problems = broken.pack_import_problems()

@@ -5,7 +5,8 @@ ComfyUI imports custom nodes before it starts serving. What it logs about one pa
 * a failed import: the traceback, then ``Cannot import <path>/custom_nodes/<pack> module for custom nodes: <error>``
   (V1 and V3 loaders), and ``... seconds (IMPORT FAILED): <path>/custom_nodes/<pack>`` in the
   "Import times for custom nodes:" summary;
-* a V3 entry point that raises: the same traceback and "Cannot import" line.
+* a V3 entry point (``comfy_entrypoint``) that raises: ``Error while calling comfy_entrypoint in <path>: <error>``
+  (0.33, at WARNING level, without a traceback), and the same "IMPORT FAILED" summary line.
 
 Everything after "Starting server" is the server at work: tracebacks of prompts that fail on purpose (a test's
 bad input -> ``ValueError`` in one of our nodes) mention the pack's files too, and ComfyUI 0.33 logs them at
@@ -22,15 +23,23 @@ import re
 
 # ANSI colour escapes, then an optional "[LEVEL] " record prefix (ComfyUI >= 0.3.6x log formatter).
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_LEVEL = re.compile(r"^\[(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\] ?")
+_LEVEL = re.compile(r"^\[(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\] ?")
 # The first line ComfyUI logs once every custom node is imported and the HTTP server is being started.
 _SERVING = re.compile(r"^(Starting server|To see the GUI go to:)")
-IMPORT_FAILURE_PATTERNS = ("IMPORT FAILED", "Cannot import")
+IMPORT_FAILURE_PATTERNS = ("IMPORT FAILED", "Cannot import", "Error while calling comfy_entrypoint")
+# A record at one of these levels that names the pack's folder while nodes load is a problem whatever it says.
+_PROBLEM_LEVELS = ("WARNING", "WARN", "ERROR", "CRITICAL")
 
 
 def plain(line: str) -> str:
     """A log line without colour escapes and without the record's level prefix."""
     return _LEVEL.sub("", _ANSI.sub("", line))
+
+
+def level(line: str) -> str | None:
+    """The level prefix of a record's first line (0.33 format), ``None`` for bare lines."""
+    m = _LEVEL.match(_ANSI.sub("", line))
+    return m.group(1) if m else None
 
 
 def load_section(text: str) -> list[str] | None:
@@ -44,12 +53,16 @@ def load_section(text: str) -> list[str] | None:
 def pack_import_problems(text: str, pack_folder: str) -> list[str]:
     """What the log says went wrong while ``custom_nodes/<pack_folder>`` loaded (empty: it loaded cleanly).
 
-    Lines naming the pack with "IMPORT FAILED" / "Cannot import", and every traceback block whose frames or
+    Lines naming the pack with "IMPORT FAILED" / "Cannot import" / "Error while calling comfy_entrypoint", any
+    WARNING or ERROR record (0.33 format) that names the pack's folder, and every traceback block whose frames or
     message mention the pack's folder, read from the load section only (see the module docstring). A log that
     never reached "Starting server" is read whole: a pack that breaks start-up must still show up.
     """
+    raw = text.splitlines()
     section = load_section(text)
-    lines = section if section is not None else [plain(ln) for ln in text.splitlines()]
+    n = len(raw) if section is None else len(section)
+    lines = [plain(ln) for ln in raw[:n]]
+    levels = [level(ln) for ln in raw[:n]]
     needles = (f"custom_nodes/{pack_folder}", f"custom_nodes\\{pack_folder}")
     bad = []
     i = 0
@@ -60,11 +73,13 @@ def pack_import_problems(text: str, pack_folder: str) -> list[str]:
             end = next((j for j in range(i + 1, len(lines)) if lines[j] and not lines[j].startswith(" ")),
                        len(lines) - 1)
             block = "\n".join(lines[i : end + 1])
-            if any(n in block for n in needles):
+            if any(nd in block for nd in needles):
                 bad.append(block)
             i = end + 1
             continue
-        if any(p in ln for p in IMPORT_FAILURE_PATTERNS) and pack_folder in ln:
+        if (any(p in ln for p in IMPORT_FAILURE_PATTERNS) and pack_folder in ln) or (
+            levels[i] in _PROBLEM_LEVELS and any(nd in ln for nd in needles)
+        ):
             bad.append(ln)
         i += 1
     return bad
