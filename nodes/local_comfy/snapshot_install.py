@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stamp = install(args.version, args.snapshots, args.python)
     except SnapshotMissing as e:
-        print(f"[snapshot] SKIPPED the e2e suite against ComfyUI {args.version}: {e}", flush=True)
+        what = "SKIPPED the e2e suite against" if args.command == "test" else "cannot install"
+        print(f"[snapshot] {what} ComfyUI {args.version}: {e}", flush=True)
         return 0 if args.command == "test" else 3
     except InstallFailed as e:
         print(f"[snapshot] install of ComfyUI {args.version} failed: {e}", file=sys.stderr, flush=True)
