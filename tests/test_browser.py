@@ -61,6 +61,7 @@ import os
 import pathlib
 import shutil
 import time
+import warnings
 
 import pytest
 
@@ -316,19 +317,22 @@ def browser(cell, tmp_path_factory, request):
             _list_foreign(request, cell, console)
 
 
+class FrontendConsoleErrors(UserWarning):
+    """The frontend's own console errors in one cell: listed in pytest's warnings summary, never failed."""
+
+
 def _list_foreign(request, cell, console) -> None:
-    """Print the frontend's own console errors of a cell (counted, first lines), which the tests do not fail on."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not console.foreign:
+    """List the frontend's own console errors of a cell (counted, first lines) as one warning: pytest prints it in
+    its warnings summary whatever the verbosity."""
+    if not console.foreign:
         return
     counts: dict[str, int] = {}
     for entry in console.foreign:
         first = entry.splitlines()[0][:300]
         counts[first] = counts.get(first, 0) + 1
-    reporter.write_line(f"[browser] {cell.name}: {len(console.foreign)} console errors of the frontend's own "
-                        f"(not the pack's; listed, not failed):")
-    for first, n in counts.items():
-        reporter.write_line(f"[browser]   {n} x {first}")
+    lines = "".join(f"\n  {n} x {first}" for first, n in counts.items())
+    warnings.warn(FrontendConsoleErrors(f"[browser] {cell.name}: {len(console.foreign)} console errors of the "
+                                        f"frontend's own (not the pack's; listed, not failed):{lines}"), stacklevel=1)
 
 
 @pytest.fixture(autouse=True)
