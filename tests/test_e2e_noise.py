@@ -8,6 +8,7 @@ registration, schema, that workflows execute and return the right number of imag
 
 from __future__ import annotations
 
+import pathlib
 import shutil
 
 import numpy as np
@@ -85,15 +86,15 @@ BROKEN_ON_PURPOSE = "deliberately broken copy of the pack (tests/test_e2e_noise.
 
 def test_import_problem_of_a_broken_pack_copy_is_detected(comfy_server, tmp_path):
     """Control for the test above: the same check, on a server whose copy of the pack cannot import, fires."""
-    from antithetic_sampling.nodes.local_comfy.host import PACK_FOLDER, ROOT, ComfyServer
-
+    root = pathlib.Path(__file__).resolve().parents[1]  # this checkout: the pack
+    folder = "antithetic-sampling"  # the folder name the e2e server gives the pack in custom_nodes
     base = tmp_path / "broken_base"
-    copy = base / "custom_nodes" / PACK_FOLDER
-    shutil.copytree(ROOT / "nodes", copy / "nodes", ignore=shutil.ignore_patterns("__pycache__", "evidence"))
-    shutil.copy(ROOT / "__init__.py", copy / "__init__.py")
+    copy = base / "custom_nodes" / folder
+    shutil.copytree(root / "nodes", copy / "nodes", ignore=shutil.ignore_patterns("__pycache__", "evidence"))
+    shutil.copy(root / "__init__.py", copy / "__init__.py")
     ext = copy / "nodes" / "extension.py"
     ext.write_text(ext.read_text(encoding="utf-8") + f"\nraise ImportError({BROKEN_ON_PURPOSE!r})\n", encoding="utf-8")
-    with ComfyServer(comfy_server.env, base, checkpoint=None) as broken:
+    with type(comfy_server)(comfy_server.env, base, checkpoint=None) as broken:  # a second ComfyServer
         assert "antithetic" not in " ".join(broken.object_info()).lower(), "the broken copy registered nodes"
         problems = broken.pack_import_problems()
     assert problems, "no import problem found for a pack copy that raises ImportError:\n" + broken.log_text()[-3000:]
