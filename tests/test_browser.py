@@ -239,6 +239,34 @@ class Cell:
             pytest.skip(BUNDLED_VUE_SKIP)
 
 
+def _server_with_model_placeholders(comfy_server, base, extra_args: list[str]):
+    """A second server of the same checkout whose model folders hold the shipped workflows' model files.
+
+    Newer frontends (1.49 bundled with 0.33, 1.58) check a loaded workflow's model files against the server's
+    lists and warn about missing ones (1.27 does not). The shipped workflows name real models (SD1.5, SDXL, SD3.5
+    and its text encoders); on this server they exist as placeholders (links to the tiny checkpoint, never loaded:
+    the run switches to the tiny checkpoint), as on an install that has them, so "no warning on load" stays a
+    strict check.
+    """
+    server = host.ComfyServer(comfy_server.env, base, comfy_server.checkpoint_path, extra_args=extra_args)
+    for folder, filename in workflow_model_files():
+        target = base / "models" / folder / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to(comfy_server.checkpoint_path)
+    return server
+
+
+def bundled_frontend_version(comfy_server) -> tuple[int, ...]:
+    """The ``comfyui-frontend-package`` version the checkout pins in its requirements.txt (its bundled frontend)."""
+    text = (comfy_server.env.comfy_path / "requirements.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        name, _, version = line.partition("==")
+        if name.strip().lower() == "comfyui-frontend-package":
+            return tuple(int(p) for p in version.strip().split(".") if p.isdigit())
+    return ()
+
+
 @pytest.fixture(scope="module")
 def newest_server(comfy_server, tmp_path_factory):
     """A second server of the same checkout, serving the newest frontend (``--front-end-root``)."""
@@ -249,17 +277,23 @@ def newest_server(comfy_server, tmp_path_factory):
         static = host.ensure_frontend(NEWEST_FRONTEND)
     except host.ComfyUnavailable as e:
         pytest.skip(f"newest frontend: {e}")
-    base = tmp_path_factory.mktemp("comfy_newest")
-    server = host.ComfyServer(cenv, base, comfy_server.checkpoint_path, extra_args=["--front-end-root", str(static)])
-    # Newer frontends check a loaded workflow's model files against the server's lists and warn about missing
-    # ones (1.27 does not). The shipped workflows name real models (SD1.5, SDXL, SD3.5 and its text encoders);
-    # on this server they exist as placeholders (links to the tiny checkpoint, never loaded: the run switches to
-    # the tiny checkpoint), as on an install that has them, so "no warning on load" stays a strict check.
-    for folder, filename in workflow_model_files():
-        target = base / "models" / folder / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            target.symlink_to(comfy_server.checkpoint_path)
+    server = _server_with_model_placeholders(comfy_server, tmp_path_factory.mktemp("comfy_newest"),
+                                             ["--front-end-root", str(static)])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def bundled_server(comfy_server, tmp_path_factory):
+    """The bundled frontend's server: the session server while that frontend is the 1.27 series (it checks no
+    model files); from 1.28 on, a second server with the workflows' model files as placeholders."""
+    if bundled_frontend_version(comfy_server)[:2] < (1, 28):
+        yield comfy_server
+        return
+    server = _server_with_model_placeholders(comfy_server, tmp_path_factory.mktemp("comfy_bundled"), [])
     server.start()
     try:
         yield server
@@ -271,7 +305,7 @@ def newest_server(comfy_server, tmp_path_factory):
 def cell(request, comfy_server):
     if request.param.startswith("newest"):
         return Cell(request.param, request.getfixturevalue("newest_server"))
-    return Cell(request.param, comfy_server)
+    return Cell(request.param, request.getfixturevalue("bundled_server"))
 
 
 DEPRECATION_SPY_JS = """() => {
