@@ -14,7 +14,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup setup-demo demo test test-fast bench evidence-check soak lint clean
+.PHONY: setup setup-demo demo test test-fast bench evidence-check soak lint clean test-e2e comfyui
 
 # the venv with torch and the pack (editable), shared by both set-ups
 $(VENV)/.base: pyproject.toml
@@ -79,3 +79,19 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) demo_out bench_out .pytest_cache
+
+# ---- real ComfyUI from a source snapshot (owner: CI / e2e; issue 21) ------------------------------------------
+# `make test-e2e` unpacks ../shared/comfyui/ComfyUI-$(COMFYUI_VERSION).tar.gz into
+# ~/.cache/antithetic-sampling/comfyui/$(COMFYUI_VERSION)/ (checkout + its own CPU venv; reused once stamped) and
+# runs the e2e suite (browser cells included where Chromium is installed) against it. No snapshot: it says why and
+# skips. `make comfyui` only installs and prints COMFYUI_PATH / COMFYUI_PYTHON. E2E_ARGS picks tests (-k ...).
+COMFYUI_VERSION ?= 0.33.0
+COMFYUI_SNAPSHOTS ?= ../shared/comfyui
+E2E_ARGS ?=
+SNAPSHOT_INSTALL := $(BIN)/python nodes/local_comfy/snapshot_install.py --version $(COMFYUI_VERSION) --snapshots $(COMFYUI_SNAPSHOTS)
+
+comfyui: setup
+	$(SNAPSHOT_INSTALL) install
+
+test-e2e: setup
+	$(SNAPSHOT_INSTALL) test -- -m e2e $(E2E_ARGS)

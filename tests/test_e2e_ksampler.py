@@ -143,7 +143,7 @@ def test_object_info_is_core_ksampler_plus_the_design(comfy_server):
 
 
 def test_bad_design_is_named(comfy_server, comfy_graph):
-    from antithetic_sampling.nodes.local_comfy.host import ComfyError
+    from antithetic_sampling.nodes.local_comfy.errors import ComfyError
 
     extra = {"ks": drop_in(521, "euler", layout="halves", design_size=2), **outputs("bad", ["ks", 0])}
     graph = comfy_graph(seed=521, batch_size=4, steps=STEPS, save=False, extra_nodes=extra)

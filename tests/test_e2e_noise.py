@@ -8,6 +8,9 @@ registration, schema, that workflows execute and return the right number of imag
 
 from __future__ import annotations
 
+import pathlib
+import shutil
+
 import numpy as np
 import pytest
 from antithetic_sampling.nodes.local_comfy.errors import ComfyError, execution_error
@@ -61,14 +64,41 @@ def assert_distinct(images: list[np.ndarray]) -> None:
 # ------------------------------------------------------------------------------------------ registration
 
 
-def test_pack_imports_cleanly(comfy_server):
+def test_pack_imports_cleanly(comfy_server, comfy_graph):
     log = comfy_server.log_text()
     assert "custom_nodes/antithetic-sampling" in log, "the pack was not loaded from custom_nodes at all"
+    # Control: a prompt that fails inside one of our nodes after start-up (ComfyUI 0.33 logs its traceback at
+    # ERROR level, through the pack's files) is an execution error, never an import problem.
+    graph = comfy_graph(sobol(seed=60, points_per_replicate=4, mode="spectral", spectral_coefficients=65), steps=STEPS)
+    with pytest.raises(ComfyError):
+        comfy_server.run(graph)
+    after = comfy_server.log_text()
+    assert "spectral_coefficients must be between 1 and 64" in after[len(log):], "the failed prompt was not logged"
     problems = comfy_server.pack_import_problems()
     assert not problems, "pack import problems in the ComfyUI log:\n" + "\n---\n".join(problems)
-    for line in log.splitlines():
+    for line in after.splitlines():
         if "antithetic-sampling" in line:
             assert "IMPORT FAILED" not in line, line
+
+
+BROKEN_ON_PURPOSE = "deliberately broken copy of the pack (tests/test_e2e_noise.py control)"
+
+
+def test_import_problem_of_a_broken_pack_copy_is_detected(comfy_server, tmp_path):
+    """Control for the test above: the same check, on a server whose copy of the pack cannot import, fires."""
+    root = pathlib.Path(__file__).resolve().parents[1]  # this checkout: the pack
+    folder = "antithetic-sampling"  # the folder name the e2e server gives the pack in custom_nodes
+    base = tmp_path / "broken_base"
+    copy = base / "custom_nodes" / folder
+    shutil.copytree(root / "nodes", copy / "nodes", ignore=shutil.ignore_patterns("__pycache__", "evidence"))
+    shutil.copy(root / "__init__.py", copy / "__init__.py")
+    ext = copy / "nodes" / "extension.py"
+    ext.write_text(ext.read_text(encoding="utf-8") + f"\nraise ImportError({BROKEN_ON_PURPOSE!r})\n", encoding="utf-8")
+    with type(comfy_server)(comfy_server.env, base, checkpoint=None) as broken:  # a second ComfyServer
+        assert "antithetic" not in " ".join(broken.object_info()).lower(), "the broken copy registered nodes"
+        problems = broken.pack_import_problems()
+    assert problems, "no import problem found for a pack copy that raises ImportError:\n" + broken.log_text()[-3000:]
+    assert any(BROKEN_ON_PURPOSE in p for p in problems), problems
 
 
 @pytest.mark.parametrize("node_id", NOISE_NODES)

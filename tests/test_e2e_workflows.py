@@ -1,15 +1,16 @@
 """The example workflows against a real ComfyUI (the session ``comfy_server`` fixture, tiny SD1.5 checkpoint).
 
 For every workflow in workflows/: every node type exists in the live ``/object_info`` and every link's type
-matches the output and input it joins; the API copy equals the conversion of the UI file through the live
-``/object_info``; the API copy runs through ``POST /prompt`` on the tiny checkpoint (shrunk by
-nodes/local_comfy/tiny_workflow.py: model names, 64 px, 2 steps; SD3.5's text encoders rewired to the checkpoint's CLIP,
+matches the output and input it joins; the API copy executes the same as the conversion of the UI file through
+the live ``/object_info`` (class types, inputs, links; ``_meta.title`` is a display name); the API copy runs
+through ``POST /prompt`` on the tiny checkpoint (shrunk by nodes/local_comfy/tiny_workflow.py: model names, 64 px, 2 steps; SD3.5's text encoders rewired to the checkpoint's CLIP,
 flow kept through ModelSamplingSD3) and every output node has its outputs in ``/history``; and
 ``/api/workflow_templates`` lists exactly the UI workflows, serving each JSON and its .jpg thumbnail.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
 import time
@@ -48,11 +49,41 @@ def test_node_types_exist_and_links_match(name, live_info):
     assert link_type_errors(ui, live_info) == []
 
 
+def executed(api: dict) -> dict:
+    """What ComfyUI executes of an API-format graph: per node id its class type and inputs (widget values and
+    links ``[node id, output slot]``). ``_meta.title`` is a display name (the core renames its nodes between
+    versions, e.g. "CFGGuider" -> "CFG Guider" in 0.33) and is never read by the executor."""
+    return {nid: {"class_type": node["class_type"], "inputs": node["inputs"]} for nid, node in api.items()}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_api_copy_agrees_with_live_conversion(name, live_info):
-    assert load(name, api=True) == convert_ui_to_api(load(name), live_info), (
+    assert executed(load(name, api=True)) == executed(convert_ui_to_api(load(name), live_info)), (
         f"workflows/api/{name}.json is stale: run `antithetic-sampling sync-workflows`"
     )
+
+
+def test_executed_view_sees_what_runs_and_only_that(live_info):
+    """Control for the comparison above: a changed input value, link or class type is a difference; a title is not."""
+    name = "antithetic_vs_independent"
+    live = convert_ui_to_api(load(name), live_info)
+    nid, node = next((k, v) for k, v in live.items() if any(isinstance(x, int) for x in v["inputs"].values()))
+    key = next(k for k, x in node["inputs"].items() if isinstance(x, int) and not isinstance(x, bool))
+    changed = copy.deepcopy(live)
+    changed[nid]["inputs"][key] += 1
+    assert executed(changed) != executed(live), f"a changed input ({nid}.{key}) went unnoticed"
+    lid, lnode = next((k, v) for k, v in live.items() if any(isinstance(x, list) for x in v["inputs"].values()))
+    lkey = next(k for k, x in lnode["inputs"].items() if isinstance(x, list))
+    relinked = copy.deepcopy(live)
+    relinked[lid]["inputs"][lkey] = [relinked[lid]["inputs"][lkey][0], relinked[lid]["inputs"][lkey][1] + 1]
+    assert executed(relinked) != executed(live), f"a changed link ({lid}.{lkey}) went unnoticed"
+    retyped = copy.deepcopy(live)
+    retyped[nid]["class_type"] += "Renamed"
+    assert executed(retyped) != executed(live), "a changed class type went unnoticed"
+    retitled = copy.deepcopy(live)
+    for n in retitled.values():
+        n.setdefault("_meta", {})["title"] = "renamed by a newer core"
+    assert executed(retitled) == executed(live)
 
 
 @pytest.mark.parametrize("name", NAMES)

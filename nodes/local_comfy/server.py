@@ -34,9 +34,6 @@ from .checkout import ComfyEnv
 from .errors import ComfyError, format_execution_error, format_prompt_error
 from .paths import CHECKPOINT_NAME, PACK_FOLDER, ROOT
 
-# Log lines that mean a custom node (ours) failed to load.
-IMPORT_FAILURE_PATTERNS = ("IMPORT FAILED", "Cannot import")
-
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: SIGTERM the server when the test process dies, even if it is killed before teardown."""
@@ -289,23 +286,8 @@ class ComfyServer:
             return ""
 
     def pack_import_problems(self) -> list[str]:
-        """Log lines that say our pack failed to import (empty when it loaded cleanly).
+        """What the log says went wrong while our pack loaded (empty: it loaded cleanly); see comfy_log."""
+        from .comfy_log import pack_import_problems
 
-        Only the start-up part of the log counts (up to "Starting server"): tracebacks of prompts that tests make
-        fail on purpose later (bad input -> ValueError) are execution errors, not import failures.
-        """
-        text = self.log_text()
-        cut = text.find("\nStarting server")
-        lines = (text if cut < 0 else text[:cut]).splitlines()
-        bad = []
-        for i, ln in enumerate(lines):
-            if any(p in ln for p in IMPORT_FAILURE_PATTERNS) and PACK_FOLDER in ln:
-                bad.append(ln)
-            elif "Traceback (most recent call last)" in ln:
-                # The traceback runs until its first unindented line (the exception line).
-                end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith(" ")), len(lines) - 1)
-                block = "\n".join(lines[i : end + 1])
-                if f"custom_nodes/{PACK_FOLDER}" in block or f"{os.sep}{PACK_FOLDER}{os.sep}" in block:
-                    bad.append(block)
-        return bad
+        return pack_import_problems(self.log_text(), PACK_FOLDER)
 
