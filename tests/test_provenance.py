@@ -30,6 +30,11 @@ KNOWN_STALE: dict[str, str] = {
                                        "since; remeasure on a quiet machine (make bench)",
     "docs/evidence.md:soak-results": "run on cffb3a0; 6c761b9 refactored soak.py and estimate.py; make soak needs "
                                      "ComfyUI, Ray and a quiet machine",
+    "docs/evidence.md:guidance-results": "ComfyUI glue in its closure changed (launcher split, the guided "
+                                         "KSampler's path shared with Antithetic KSampler); 750 s + ComfyUI",
+    "docs/evidence.md:guidance-h2h": "imports guidance_bench, whose glue changed (runs none of it); 26 min",
+    "README.md:guidance-h2h-summary": "written with docs/evidence.md:guidance-h2h",
+    "docs/guidance.md:guidance-h2h-summary": "written with docs/evidence.md:guidance-h2h",
 }
 
 
