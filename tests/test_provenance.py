@@ -34,6 +34,12 @@ KNOWN_STALE: dict[str, str] = {
                                          "KSampler's path shared with Antithetic KSampler); 750 s + ComfyUI",
     "docs/evidence.md:guidance-h2h": "imports guidance_bench, whose glue changed (runs none of it); 26 min",
     "README.md:guidance-h2h-summary": "written with docs/evidence.md:guidance-h2h",
+    "docs/evidence.md:estimate-results": "estimate-bench gained the --control-variates auto rows and its import "
+                                         "closure the interval options; the design-alone and cv rules it reports "
+                                         "are unchanged; a full rerun takes over an hour here",
+    "README.md:estimate-headline": "written with docs/evidence.md:estimate-results",
+    "docs/evidence.md:estimate-fresh": "recorded from db4c20c, which generated it; estimate-bench's closure changed "
+                                       "since (interval options, launcher); rerun with the full estimate-bench",
     "docs/guidance.md:guidance-h2h-summary": "written with docs/evidence.md:guidance-h2h",
 }
 
