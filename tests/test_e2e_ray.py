@@ -49,9 +49,14 @@ def cenv(comfy_env):
 def _graph(seed: int) -> dict:
     graph = soak.soak_workflow()
     for node in graph.values():
-        if "noise_seed" in node["inputs"]:
-            node["inputs"]["noise_seed"] = seed
+        for name in ("noise_seed", "seed"):  # noise nodes, core KSampler and Antithetic KSampler
+            if isinstance(node["inputs"].get(name), int):
+                node["inputs"][name] = seed
     return graph
+
+
+# the workflow's Pair Diversity Metric node: its numbers are in every done record
+METRIC = next(k for k, v in soak.soak_workflow().items() if v["class_type"] == "PairDiversityMetric")
 
 
 def _jobs(seed: int, n: int = N):
@@ -70,7 +75,7 @@ def _exactly_once(manifest: Path, n: int) -> dict[str, dict]:
     assert not m.job_records("error")
     for rec in done:
         assert len(_images(rec)) == 2 * BATCH  # antithetic and independent branch
-        assert isinstance(rec["numbers"].get("16.text.Pearson correlation"), float), rec["numbers"]
+        assert isinstance(rec["numbers"].get(f"{METRIC}.text.Pearson correlation"), float), rec["numbers"]
         for f in rec["files"]:
             assert (manifest.parent / f["path"]).is_file()
     return {r["job"]: r for r in done}
@@ -192,8 +197,8 @@ def test_two_actors_every_prompt_once_images_identical(ray_comfy, one_server_run
     assert set(done) == set(one_server_run)
     for key, rec in done.items():
         assert _images(rec) == _images(one_server_run[key]), f"job {rec['index']}"
-        assert rec["numbers"]["16.text.Pearson correlation"] == one_server_run[key]["numbers"][
-            "16.text.Pearson correlation"]
+        assert rec["numbers"][f"{METRIC}.text.Pearson correlation"] == one_server_run[key]["numbers"][
+            f"{METRIC}.text.Pearson correlation"]
     by_actor = {r["server"] for r in done.values()}
     assert by_actor == {s.url for s in ray_comfy.servers}  # both actors made some
 
