@@ -506,9 +506,11 @@ def test_progress_share_never_goes_back_with_several_progress_nodes(tmp_path):
 
 def test_cli_sigint_cancels_only_own_prompts(fake, tmp_path):
     """A real SIGINT to the console command: exit 130, manifest kept, our pending prompts deleted."""
-    # slow enough prompts (30 x 3 steps x 0.2 s) that the signal lands mid-run even on a loaded machine: with 0.05 s
-    # the whole sweep once finished before the poll below saw two prompts done
-    srv = fake(step_time=0.2)
+    # slow enough prompts (30 x 3 steps x 0.5 s) that the signal lands mid-run even on a loaded machine: with 0.05 s
+    # and later 0.2 s the whole sweep once finished before the poll below saw two prompts done (the command's own
+    # start-up, importing torch, can take longer than the poll's patience at a load of 15); the test itself
+    # interrupts after two prompts, so slower prompts cost only ~3 s
+    srv = fake(step_time=0.5)
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(GRAPH))
     srv.pending.append(("foreign", GRAPH, "other"))
@@ -528,10 +530,12 @@ def test_cli_sigint_cancels_only_own_prompts(fake, tmp_path):
         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     manifest = out / "manifest.jsonl"
-    for _ in range(600):
+    deadline = time.monotonic() + 300  # start-up included; never reached unless the command hangs
+    while time.monotonic() < deadline and proc.poll() is None:
         if manifest.exists() and len(Manifest(manifest).done()) >= 2:
             break
         time.sleep(0.05)
+    assert proc.poll() is None, "the command finished before two prompts were seen done: make the prompts slower"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
