@@ -26,7 +26,7 @@ picture's sha256 and a digest of the numbers drawn (the rerun check compares tho
 which depend on the matplotlib version and fonts).
 
 ``antithetic-sampling provenance`` lists every block with its state (``--rerun`` also reruns the cheap commands);
-``tests/test_provenance.py`` is the CI check.
+the test suite's provenance test is the CI check.
 """
 
 from __future__ import annotations
