@@ -114,7 +114,7 @@ def build_antithetic_vs_independent(object_info: dict) -> dict:
     neg = g.add("CLIPTextEncode", (0, 360), title="Negative prompt", size=(400, 110), clip=ckpt["CLIP"],
                 text=NEGATIVE)
     empty = g.add("EmptyLatentImage", (0, 510), width=512, height=512, batch_size=8)
-    g.group("1 · Shared: model, prompt, latent (batch 8)", [ckpt, pos, neg, empty], C_SETUP)
+    g.group("1 · Shared: model, prompt, batch 8", [ckpt, pos, neg, empty], C_SETUP)
 
     x = COL + 60
     common = {"model": ckpt["MODEL"], "positive": pos["CONDITIONING"], "negative": neg["CONDITIONING"],
