@@ -145,7 +145,7 @@ def test_noise_shift_curve_is_what_demo_plots(model):
     # the first step is identical in both runs (guidance never acts on step 0)
     assert out["curves"][labels[0]]["ratio"][0] == out["curves"][labels[1]]["ratio"][0]
     shown = demo.noise_shift(model, noise, sigmas, "euler", 0)
-    assert shown["source"].endswith("guidance_bench.noise_shift_curve")
+    assert shown["source"].endswith("noise_shift.noise_shift_curve")
     assert shown["curves"][labels[0]]["ratio"] == out["curves"][labels[0]]["ratio"]
 
 

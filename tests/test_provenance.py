@@ -26,8 +26,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # a ComfyUI checkout) to regenerate in the change that made them stale: "<file>:<block>" -> why. The test below
 # fails as soon as one of them is current again, so that this list only shrinks.
 KNOWN_STALE: dict[str, str] = {
-    "docs/evidence.md:metric-results": "timings measured on 26782de; the metric, validation and Sobol code changed "
-                                       "since; remeasure on a quiet machine (make bench)",
     "docs/evidence.md:soak-results": "run on cffb3a0; 6c761b9 refactored soak.py and estimate.py; make soak needs "
                                      "ComfyUI, Ray and a quiet machine",
     "docs/evidence.md:guidance-results": "ComfyUI glue in its closure changed (launcher split, the guided "

@@ -210,9 +210,9 @@ def noise_shift(model, noise: torch.Tensor, sigmas: torch.Tensor, sampler: str, 
     fn = getattr(na, "noise_shift_curve", None)
     if fn is None:
         try:
-            from . import guidance_bench
+            from . import noise_shift
 
-            fn = getattr(guidance_bench, "noise_shift_curve", None)
+            fn = getattr(noise_shift, "noise_shift_curve", None)
         except ImportError:
             fn = None
     if fn is not None:

@@ -51,18 +51,14 @@ from ..local_comfy.errors import ComfyUnavailable
 from ..local_comfy.tiny_checkpoint import ensure_checkpoint
 from ..methods import noise_awareness as na
 from . import common, harness
+from .digit_reference import DigitReference, load_reference  # noqa: F401  (tests reach them here)
+from .noise_shift import MEASURE_W, SHIPPED, _curve, _variant, estimator_floor, noise_shift_curve, sample_variant  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 README_BLOCK = "guidance-results"
 CFG_EVALS = 2  # model evaluations per step of classifier-free guidance (cond + uncond)
 CHANGE_ALPHA = 0.025  # a paired change counts when a one-sided paired t-test rejects at this level per metric and
 CHANGE_REL = 0.01  # direction, and it exceeds 1 % of the unguided value; FD and MMD^2 OR-ed: P(false "better") <= 5 %
-
-# The scale of the descriptive runs (the guided noise-shift curve, the controls): the node default when it is on,
-# else 1 (an "off" default would make those rows identical to no guidance).
-MEASURE_W = na.DEFAULT_SCALE if na.DEFAULT_SCALE != 0 else 1.0
-SHIPPED = {"w": na.DEFAULT_SCALE, "sigma_start": na.DEFAULT_SIGMA_START, "sigma_end": na.DEFAULT_SIGMA_END,
-           "max_shift": na.DEFAULT_MAX_SHIFT, "estimator": na.DEFAULT_ESTIMATOR}
 
 FULL = {
     "n": 1000, "seeds": 4, "curve_n": 256,
@@ -94,32 +90,10 @@ def initial_noise(model, n: int, seed: int) -> torch.Tensor:
     return torch.randn((int(n), *model.shape), generator=torch.Generator().manual_seed(int(seed)))
 
 
-def _variant(name: str, w: float, estimator: str = SHIPPED["estimator"], band=None, max_shift=None,
-             min_excess: float = 0.0) -> dict:
-    start, end = band if band is not None else (SHIPPED["sigma_start"], SHIPPED["sigma_end"])
-    return {"name": name, "w": float(w), "estimator": estimator, "sigma_start": float(start), "sigma_end": float(end),
-            "max_shift": float(SHIPPED["max_shift"] if max_shift is None else max_shift),
-            "min_excess": float(min_excess)}
-
-
 def estimator_noise(model) -> float:
     """Per-image relative spread of a residual-norm level estimate, ~ 1 / sqrt(2 d) (chi distribution, d pixels)."""
     d = int(np.prod(model.shape))
     return 1.0 / math.sqrt(2.0 * d)
-
-
-def sample_variant(model, noise: torch.Tensor, sigmas: torch.Tensor, sampler: str, seed: int, variant: dict,
-                   measure: bool = False) -> tuple[torch.Tensor, na.NoiseAwarenessGuide | None]:
-    """Final samples of one run; w = 0 without ``measure`` runs the plain sampler (no guide at all)."""
-    guide = None
-    if variant["w"] != 0 or measure:
-        guide = na.NoiseAwarenessGuide(
-            w=variant["w"], sigma_start=variant["sigma_start"], sigma_end=variant["sigma_end"],
-            max_shift=variant["max_shift"], estimator=variant["estimator"], seed=seed, measure=measure,
-            min_excess=variant.get("min_excess", 0.0),
-        )
-    x = harness.sample(model.denoise, noise, sigmas, sampler, guide=guide, seed=seed + 7919)
-    return x, guide
 
 
 def guide_cost(guide: na.NoiseAwarenessGuide | None, steps: int) -> dict:
@@ -130,78 +104,6 @@ def guide_cost(guide: na.NoiseAwarenessGuide | None, steps: int) -> dict:
     act = [e for e in guide.log if e.get("active")]
     share = float(np.mean([e["corrected"] for e in act])) if act else 0.0
     return {"extra_per_step": extra / steps, "corrected_share": share, "active_steps": len(act)}
-
-
-# --------------------------------------------------------------------------------------------- distances
-
-
-class DigitReference:
-    """Distances of sample batches to the training digits (images clamped to [-1, 1], flattened pixels).
-
-    * ``fd``: Frechet distance between Gaussian fits, |mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2)
-      (symmetric PSD square roots via eigh, float64).
-    * ``mmd2``: unbiased MMD^2 (Gretton et al. 2012) with k(a, b) = exp(-|a - b|^2 / (2 h^2)), h = the median
-      pairwise distance of the training digits (fixed, so every batch is measured with the same kernel).
-    * ``off_rms``: RMS per pixel of the part of each image outside the span of the training digits' top
-      principal components that carry 99.9 % of their variance (digit-free residue such as leftover noise).
-    """
-
-    def __init__(self, train: torch.Tensor, held_out: torch.Tensor | None = None) -> None:
-        self.train = self._flat(train)
-        self.held_out = self._flat(held_out) if held_out is not None else None
-        self.mu = self.train.mean(0)
-        self.cov = torch.cov(self.train.T)
-        evals, evecs = torch.linalg.eigh(self.cov)
-        self._cov_sqrt = (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
-        order = torch.argsort(evals, descending=True)
-        cum = torch.cumsum(evals[order].clamp_min(0), 0) / evals.clamp_min(0).sum()
-        k = int(torch.searchsorted(cum, torch.tensor(0.999, dtype=cum.dtype))) + 1
-        self.subspace_rank = k
-        self._basis = evecs[:, order[:k]]
-        d = torch.cdist(self.train, self.train)
-        iu = torch.triu_indices(d.shape[0], d.shape[0], 1)
-        self.bandwidth = float(d[iu[0], iu[1]].median())
-        self._k_train = self._kernel_mean_offdiag(self.train)
-
-    @staticmethod
-    def _flat(x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(-1, 1).reshape(x.shape[0], -1).to(torch.float64)
-
-    def _k(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-torch.cdist(a, b).pow(2) / (2 * self.bandwidth**2))
-
-    def _kernel_mean_offdiag(self, a: torch.Tensor) -> float:
-        k = self._k(a, a)
-        n = a.shape[0]
-        return float((k.sum() - k.diagonal().sum()) / (n * (n - 1)))
-
-    def fd(self, x: torch.Tensor, flat: bool = False) -> float:
-        f = x if flat else self._flat(x)
-        mu, cov = f.mean(0), torch.cov(f.T)
-        m = self._cov_sqrt @ cov @ self._cov_sqrt
-        tr_sqrt = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
-        return float((mu - self.mu).pow(2).sum() + torch.trace(cov) + torch.trace(self.cov) - 2 * tr_sqrt)
-
-    def mmd2(self, x: torch.Tensor, flat: bool = False) -> float:
-        f = x if flat else self._flat(x)
-        return self._kernel_mean_offdiag(f) + self._k_train - 2 * float(self._k(f, self.train).mean())
-
-    def off_rms(self, x: torch.Tensor, flat: bool = False) -> float:
-        f = (x if flat else self._flat(x)) - self.mu
-        resid = f - (f @ self._basis) @ self._basis.T
-        return float(resid.pow(2).mean().sqrt())
-
-    def measure(self, x: torch.Tensor) -> dict:
-        f = self._flat(x)
-        return {"fd": self.fd(f, True), "mmd2": self.mmd2(f, True), "off_rms": self.off_rms(f, True)}
-
-
-def load_reference() -> tuple[DigitReference, torch.Tensor]:
-    """(reference built on the training split, held-out real digits); needs scikit-learn."""
-    from .train import load_digit_images, split
-
-    train, held_out = split(load_digit_images())
-    return DigitReference(train, held_out), held_out
 
 
 def critical_t(n: int) -> float:
@@ -240,70 +142,6 @@ def verdict(changes: dict) -> str:
 
 
 @torch.no_grad()
-def estimator_floor(model, clean: torch.Tensor, sigmas, estimator: str = SHIPPED["estimator"], seed: int = 0) -> dict:
-    """s_hat / s of ``estimator`` on exact states ``clean + s * noise`` (no shift by construction), per level."""
-    g = torch.Generator().manual_seed(int(seed) + 4242)
-    out = {"sigma": [], "ratio": [], "item_sd": [], "unidentifiable": []}
-    for i, s in enumerate(float(v) for v in sigmas):
-        if s <= 0:
-            continue
-        x = clean + s * torch.randn(clean.shape, generator=g)
-        sv = torch.full((clean.shape[0],), s)
-        d = model.denoise(x, sv)
-        ref = na.reference_noise(x.shape, seed, i, salt=17)
-        _, info = na.guidance_step(x, sv, d, d, model.denoise, 0.0, SHIPPED["max_shift"], estimator, ref, apply=False)
-        r = (info["s_hat"].double() / s).numpy()
-        ok = np.isfinite(r)
-        out["sigma"].append(s)
-        out["ratio"].append(float(r[ok].mean()) if ok.any() else float("nan"))
-        out["item_sd"].append(float(r[ok].std(ddof=1)) if ok.sum() > 1 else float("nan"))
-        out["unidentifiable"].append(float(1 - ok.mean()))
-    return out
-
-
-def _curve(guide: na.NoiseAwarenessGuide) -> dict:
-    rows = {"step": [], "sigma": [], "ratio": [], "abs_dev": [], "item_abs_dev": [], "active": []}
-    for e in guide.log:
-        if e.get("ratio") is None:
-            continue
-        r = np.asarray(e["ratio"], dtype=np.float64)
-        r = r[np.isfinite(r)]
-        if r.size == 0:
-            continue
-        rows["step"].append(int(e["step"]))
-        rows["sigma"].append(float(e["sigma"]))
-        rows["ratio"].append(float(r.mean()))
-        rows["abs_dev"].append(abs(float(r.mean()) - 1.0))
-        rows["item_abs_dev"].append(float(np.abs(r - 1.0).mean()))
-        rows["active"].append(bool(e.get("active")))
-    return rows
-
-
-def noise_shift_curve(model, noise: torch.Tensor, sigmas: torch.Tensor, sampler: str = "euler", seed: int = 0,
-                      w: float | None = None, estimator: str | None = None, sigma_start: float | None = None,
-                      sigma_end: float | None = None, max_shift: float | None = None,
-                      clean: torch.Tensor | None = None) -> dict:
-    """s_hat / s per step (batch mean) without guidance (w = 0, measured only) and with it (default w).
-
-    Returns ``{"estimator", "w", "band", "curves": {label: {"step", "sigma", "ratio", "abs_dev" (|mean - 1|),
-    "item_abs_dev" (mean per-image |ratio - 1|), "active"}}}``; with ``clean`` (real images) also ``"floor"``:
-    the estimator on exact states at the same levels (:func:`estimator_floor`). This is what ``demo`` plots.
-    """
-    est = estimator or SHIPPED["estimator"]
-    w = MEASURE_W if w is None else float(w)
-    band = (SHIPPED["sigma_start"] if sigma_start is None else sigma_start,
-            SHIPPED["sigma_end"] if sigma_end is None else sigma_end)
-    out = {"estimator": est, "w": w, "band": [band[1], band[0]], "sampler": sampler, "curves": {}}
-    labels = (("without guidance", 0.0), (f"with guidance (w={w:g})", w))
-    for label, wi in labels:
-        var = _variant(label, wi, est, band, max_shift)
-        _, guide = sample_variant(model, noise, sigmas, sampler, seed, var, measure=True)
-        out["curves"][label] = _curve(guide)
-    if clean is not None:
-        out["floor"] = estimator_floor(model, clean, sigmas[:-1], est, seed)
-    return out
-
-
 def shift_summary(curve: dict, band: list[float], floor: dict | None = None) -> dict:
     """Batch-mean s_hat/s - 1 over the in-band steps (after the first; signed and absolute) and the largest
     s_hat/s below the band (the last steps)."""

@@ -61,7 +61,7 @@ from .. import cli_args
 from ..methods import noise_awareness as na
 from . import common, harness
 from . import digits as dg
-from .guidance_bench import DigitReference
+from .digit_reference import DigitReference
 
 BLOCK = "guidance-h2h"
 SUMMARY_BLOCK = "guidance-h2h-summary"
