@@ -30,15 +30,12 @@ KNOWN_STALE: dict[str, str] = {
                                      "ComfyUI, Ray and a quiet machine",
     "docs/evidence.md:guidance-results": "ComfyUI glue in its closure changed (launcher split, the guided "
                                          "KSampler's path shared with Antithetic KSampler); 750 s + ComfyUI",
-    "docs/evidence.md:guidance-h2h": "imports guidance_bench, whose glue changed (runs none of it); 26 min",
-    "README.md:guidance-h2h-summary": "written with docs/evidence.md:guidance-h2h",
     "docs/evidence.md:estimate-results": "estimate-bench gained the --control-variates auto rows and its import "
                                          "closure the interval options; the design-alone and cv rules it reports "
                                          "are unchanged; a full rerun takes over an hour here",
     "README.md:estimate-headline": "written with docs/evidence.md:estimate-results",
     "docs/evidence.md:estimate-fresh": "recorded from db4c20c, which generated it; estimate-bench's closure changed "
                                        "since (interval options, launcher); rerun with the full estimate-bench",
-    "docs/guidance.md:guidance-h2h-summary": "written with docs/evidence.md:guidance-h2h",
 }
 
 
@@ -238,3 +235,22 @@ def test_rerun_of_the_pictures_compares_the_numbers_they_draw_and_names_those_th
     (problem,) = provenance.check_rerun(cmd, root, runner=runner(0.57))
     assert "no longer draws the same numbers" in problem and "RQMC: CI width vs iid: 0.42 -> 0.57" in problem
     assert "iid: CI width" not in problem.replace("RQMC: CI width", "")
+
+
+def test_a_block_records_the_code_its_command_started_with(tmp_path, monkeypatch, capsys):
+    """A file in the command's closure edited while it runs: the block keeps the fingerprint taken at the start
+    (so the check reports it stale), and the command warns."""
+    root = tmp_path / "repo"
+    shutil.copytree(ROOT / "nodes", root / "nodes", ignore=shutil.ignore_patterns("__pycache__", "weights"))
+    (root / "nodes" / "evidence" / "weights").mkdir()
+    monkeypatch.setattr(provenance, "ROOT", root)
+    cmd = "antithetic-sampling metric-bench"
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- BEGIN:x -->\nold\n<!-- END:x -->\n", encoding="utf-8")
+    with provenance.command("metric-bench", []):
+        before = provenance.fingerprint(cmd)
+        target = root / "nodes" / "methods" / "diversity.py"
+        target.write_text(target.read_text(encoding="utf-8") + "\n# edited mid-run\n", encoding="utf-8")
+        provenance.replace_block(doc, "x", "new numbers")
+    assert provenance.read_blocks(doc)[0].record["code"] == before != provenance.fingerprint(cmd)
+    assert "changed while it ran" in capsys.readouterr().err

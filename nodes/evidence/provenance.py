@@ -89,7 +89,12 @@ def command(name: str, argv: Iterable[str]):
             with contextlib.suppress(ValueError):
                 a = str(p.resolve().relative_to(cwd))
         args.append(a)
-    previous, _current = _current, {"command": shlex.join([PROGRAM, name, *args])}
+    cmd = shlex.join([PROGRAM, name, *args])
+    try:  # the code as it is when the command starts: a long run's files may be edited before it writes
+        code = fingerprint(cmd)
+    except (ProvenanceError, OSError):
+        code = None
+    previous, _current = _current, {"command": cmd, "code": code}
     try:
         yield
     finally:
@@ -217,11 +222,23 @@ def fingerprint(cmd: str, root: pathlib.Path | None = None) -> str:
 
 
 # --------------------------------------------------------------------------------------------- blocks
+def _recorded_code(cmd: str, root: pathlib.Path | None) -> str:
+    """The fingerprint a block written now records: for the running command, the code it started with (taken by
+    :func:`command`), so that files edited during a long run cannot pass for the code that produced the numbers."""
+    code = fingerprint(cmd, root)
+    if root is None and _current and _current["command"] == cmd and _current.get("code"):
+        if _current["code"] != code:
+            print(f"warning: the code behind `{cmd}` changed while it ran; what it writes records the code it "
+                  "started with, so the check reports it stale until it is rerun", file=sys.stderr)
+        code = _current["code"]
+    return code
+
+
 def header(cmd: str, check: str, root: pathlib.Path | None = None) -> str:
     """The provenance line of a block written by ``cmd``."""
     if check not in CHECKS:
         raise ValueError(f"check must be one of {CHECKS}, got {check!r}")
-    record = {"command": cmd, "code": fingerprint(cmd, root), "check": check}
+    record = {"command": cmd, "code": _recorded_code(cmd, root), "check": check}
     return f"<!-- provenance {json.dumps(record, ensure_ascii=False)} -->"
 
 
@@ -329,7 +346,7 @@ def write_image_manifest(folder: pathlib.Path, pictures: dict[str, str], numbers
         return None
     folder = pathlib.Path(folder)
     manifest = {
-        "command": cmd, "code": fingerprint(cmd, root), "check": "rerun" if rerun else "fingerprint",
+        "command": cmd, "code": _recorded_code(cmd, root), "check": "rerun" if rerun else "fingerprint",
         "numbers": numbers_digest(numbers), "shown": shown or {},
         "pictures": {name: {"shows": shows, "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest()}
                      for name, shows in sorted(pictures.items())},
