@@ -62,6 +62,16 @@ def positive_int(text: str) -> int:
     return n
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; accepted: 0, 1, 2, …") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}; accepted: a whole number of at least 0")
+    return n
+
+
 def output_folder(text: str) -> pathlib.Path:
     """A folder that exists and is writable, or can be created: refused up front when it is a file or its nearest
     existing parent is not a writable folder (what the OS refuses later, the command reports in one line too)."""
@@ -262,6 +272,9 @@ def _estimate_bench() -> argparse.ArgumentParser:
     ap.add_argument("--max-images", type=int, default=20000, help="image budget of one estimate")
     ap.add_argument("--seed", type=int, default=0, help="base seed of the pools' noise (default 0)")
     ap.add_argument("--quick", action="store_true", help="smoke setting: pools of 8192 images, 20 repetitions")
+    ap.add_argument("--workers", type=non_negative_int, default=0,
+                    help="processes for the repetitions (default 0: one per CPU core); every repetition has its own "
+                         "seeded generator, so the numbers do not depend on it")
     ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path("bench_out"),
                     help="output folder for the pools, JSON and markdown (default bench_out)")
     ap.add_argument("--readme", type=pathlib.Path, help="rewrite the estimate-results block of this README")

@@ -58,6 +58,12 @@ def test_fresh_mode_replicates_rows_on_new_images_and_flags_disagreement(tmp_pat
 
     doc = tmp_path / "evidence.md"
     doc.write_text("a\n<!-- BEGIN:estimate-fresh -->\n(stale)\n<!-- END:estimate-fresh -->\nb\n", encoding="utf-8")
+    args = ["--fresh", "3", "--pool", "2048", "--fresh-truth", "1024", "--out", str(tmp_path)]
+    assert eb.main(args) == 2  # no pool bench result to take the rules from: refused in one line
+    # the rules come from the pool bench's result (the ones it chose), not from a copy
+    rules = [{"design": d, "control_variate": cv, "pilot_units": 8 + 8 * cv, "aim": 1.0 - 0.1 * (d == "k4")}
+             for d in eb.POOL_DESIGNS for cv in (False, True)]
+    (tmp_path / "estimate_bench.json").write_text(json.dumps({"rule": {"per_design": rules}}), encoding="utf-8")
     code = eb.main(["--fresh", "3", "--pool", "2048", "--fresh-truth", "1024", "--fresh-fixed", "2",
                     "--fresh-rows", "k4,k4+cv", "--out", str(tmp_path), "--readme", str(doc)])
     assert code == 0
@@ -66,13 +72,13 @@ def test_fresh_mode_replicates_rows_on_new_images_and_flags_disagreement(tmp_pat
     for r in res["rows"]:
         assert r["pool"]["reps"] == r["fresh"]["reps"] == 3
         assert 0 <= r["fresh"]["fixed_size_coverage"] <= 1 and r["fixed_units"] % 2 == 0
-        assert (r["pilot_units"], r["aim"]) == est.RULE_DEFAULTS[("groups", r["control_variate"])]
+        assert (r["pilot_units"], r["aim"]) == (16 if r["control_variate"] else 8, 0.9)
     assert res["truth"]["images"] >= 1024 and res["truth"]["brightness"]["se"] > 0
     # the fresh units of one row are all new: the stream sampled at least what the estimates used
     used = sum(r["fresh"]["mean_images"] * 3 for r in res["rows"])
     assert res["images_generated"] - res["truth"]["images"] >= used
     text = doc.read_text(encoding="utf-8")
-    assert "(stale)" not in text and "| K-groups K=4 + cv (16, 1) |" in text and "Mann-Whitney" in text
+    assert "(stale)" not in text and "| K-groups K=4 + cv (16, 0.9) |" in text and "Mann-Whitney" in text
     assert ef.parse_rows("headline") and ef.parse_rows("k4+cv,rqmc+auto") == [("k4", True), ("rqmc", "auto")]
     with pytest.raises(ValueError, match="fresh-rows"):
         ef.parse_rows("k8+cv")
@@ -131,3 +137,31 @@ def test_auto_control_variate_threshold_is_the_cv_routes_least_images():
     # iid, 8 per prompt, pilot 8: 16 images; a pilot below 4 units is raised to 4 and rounded up to a prompt
     assert not est.auto_control_variate(16, 1, 8, 8) and est.auto_control_variate(17, 1, 8, 8)
     assert not est.auto_control_variate(16, 2, 4, 2) and est.auto_control_variate(17, 2, 4, 2)
+
+
+def test_workers_do_not_change_the_numbers(tmp_path, monkeypatch):
+    """Every cell seeds its own generator from its key: one process or several give the same rows and rules."""
+    monkeypatch.setattr(eb, "RULE_GRID", ((8, 1.0), (16, 0.9)))
+    args = ["--pool", "2048", "--reps", "4", "--design-reps", "4", "--tune-reps", "3", "--max-images", "1024",
+            "--out", str(tmp_path)]
+    results = []
+    for workers in ("1", "2"):
+        assert eb.main([*args, "--workers", workers]) == 0
+        res = json.loads((tmp_path / "estimate_bench.json").read_text())
+        results.append({k: res[k] for k in ("rows", "rule", "rule_grid", "cv_default")})
+    assert results[0] == results[1]
+
+
+def test_design_alone_runs_the_clients_default_interval():
+    """The bench's design-alone rows are what antithetic-queue estimate does by default: its --interval and
+    --range defaults, on the same driver (a 0/1 flag switches to the betting sequence, as the client's would)."""
+    ns = est.build_parser().parse_args(["w.json", "--target", "0.01"])
+    assert ns.interval == eb.INTERVAL and est.parse_range(ns.range) == eb.VALUE_RANGE
+    rng = np.random.default_rng(4)
+    items = (rng.random((4000, 1)) < 0.05).astype(np.float64)  # a rare 0/1 flag, one image per unit
+
+    def draw(g):
+        return items[:g].mean(1), items[:g], np.zeros((g, 1, 1))
+
+    r = eb.run_rule(draw, 1, 0.05, 0.02, False, 4000, 8, 1.0)
+    assert r["interval"] == "betting" and r["images"] <= 4000 and r["half_width"] > 0

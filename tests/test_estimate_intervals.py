@@ -192,16 +192,34 @@ def test_auto_switch_thresholds_are_the_published_ones():
     import re
 
     doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "evidence.md").read_text(encoding="utf-8")
-    m = re.search(r"lowest coverage [0-9.]+ → ([0-9.]+|inf);", doc)
+    m = re.search(r"images → ([0-9.]+|inf)(?: while G < ([0-9.]+)·\(\|γ̂₁\|\+2SE\)²)?; with it", doc)
     assert m, "docs/evidence.md has no estimate-battery tuning line"
     assert float(m.group(1)) == AUTO_SWITCH.max_skew
+    assert (float(m.group(2)) if m.group(2) else None) == AUTO_SWITCH.clt_margin
+
+
+def test_skew_switch_leaves_a_large_run_where_cochrans_rule_holds():
+    """A mild skew that is merely detectable in a large run (|γ̂₁| ≈ 0.6 at G = 2000, where the t interval's normal
+    approximation holds by Cochran's rule) does not switch with the CLT margin; it does at any size without it, and
+    a strong skew in a small run switches either way."""
+    from antithetic_sampling.nodes.methods.sequential_estimation import AutoSwitch, _skewness, skewed
+
+    rng = np.random.default_rng(3)
+    mild = rng.gamma(11.0, 1.0, 2000)  # skewness 2/sqrt(11) ≈ 0.60
+    assert 0.45 < _skewness(mild) < 0.75
+    assert not skewed(mild, AutoSwitch(max_skew=0.0, clt_margin=25.0))
+    assert skewed(mild, AutoSwitch(max_skew=0.0, clt_margin=None))
+    strong = rng.exponential(1.0, 24) ** 2  # skewness several units, G = 24
+    assert skewed(strong, AutoSwitch(max_skew=0.0, clt_margin=25.0))
+    assert skewed(strong, AutoSwitch(max_skew=0.0, clt_margin=None))
 
 
 def test_bounded_skew_goes_asymptotic_not_betting():
     """Skewed but continuous bounded values: the asymptotic sequence (Cochran's rule), never the betting sequence,
-    whose range-capped bets would cost many times the images when the unit means spread far less than [0, 1]."""
+    whose range-capped bets would cost many times the images when the unit means spread far less than [0, 1].
+    Skewness ≈ 2.8 and a loose target (about 60 units): far below Cochran's 25 γ₁² ≈ 190, so the switch fires."""
     y = np.random.default_rng(5).beta(0.3, 6, 4096)
-    iv, dec, looks = _drive("auto", y, target=0.01)
+    iv, dec, looks = _drive("auto", y, target=0.02)
     assert iv["method"] == "asymptotic" and iv["switch_reason"].startswith("skewed")
     assert all(lk[1]["method"] != "betting" for lk in looks)
 

@@ -28,8 +28,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 KNOWN_STALE: dict[str, str] = {
     "docs/evidence.md:soak-results": "run on cffb3a0; 6c761b9 refactored soak.py and estimate.py; make soak needs "
                                      "ComfyUI, Ray and a quiet machine",
-    "docs/evidence.md:guidance-results": "ComfyUI glue in its closure changed (launcher split, the guided "
-                                         "KSampler's path shared with Antithetic KSampler); 750 s + ComfyUI",
     "docs/evidence.md:estimate-results": "estimate-bench gained the --control-variates auto rows and its import "
                                          "closure the interval options; the design-alone and cv rules it reports "
                                          "are unchanged; a full rerun takes over an hour here",

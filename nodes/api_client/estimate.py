@@ -48,6 +48,7 @@ import numpy as np
 
 from ..methods import confidence as ci
 from ..methods import noise_control_variates as ncv
+from ..methods.control_variate_switch import auto_control_variate
 from ..methods.sequential_estimation import INTERVALS, SequentialInterval, StoppingRule, iid_images_for
 from .client import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, BatchRunner, normalize_url
 from .jobs import Job, SpecError, check_value, parse_set, resolve_node
@@ -70,16 +71,6 @@ RULE_DEFAULTS = {
     ("replicates", False): (16, 1.0), ("replicates", True): (16, 1.0),
 }
 CV_MAX_GROWTH = 1.3  # with the control variate a stage grows the units at most 1.3x (its surrogate keeps learning)
-
-
-def auto_control_variate(projected_images: int, unit_size: int, units_per_prompt: int, cv_pilot_units: int) -> bool:
-    """``--control-variates auto``: turn the control variate on when the design alone's pilot projects more images
-    than the control-variate route can possibly stop at: its own pilot (never the final sample, at least 4 units
-    for the intercept, β and their spread) and one prompt more. A size rule with no tuned constant: below that the
-    control can only cost images (estimate-bench: it pays at tight targets and costs at loose ones)."""
-    upp = max(1, int(units_per_prompt))
-    pilot = -(-max(int(cv_pilot_units), 4) // upp) * upp
-    return int(projected_images) > (pilot + upp) * int(unit_size)
 
 
 class EstimateError(SpecError):

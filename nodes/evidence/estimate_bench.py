@@ -31,7 +31,8 @@ from scipy import stats
 
 from .. import cli_args
 from ..methods import noise_control_variates as ncv
-from ..methods.sequential_estimation import StoppingRule, decide, iid_images_for
+from ..methods.control_variate_switch import auto_control_variate
+from ..methods.sequential_estimation import SequentialInterval, StoppingRule, iid_images_for
 from .estimate_pool import POOL_DESIGNS, load_or_build
 
 LABELS = {"iid": "iid (RandomNoise)", "antithetic": "antithetic pairs", "k4": "K-groups K=4",
@@ -54,6 +55,10 @@ CHAOS_COEFFICIENTS = 16
 # the estimators of every design: alone, with the control variate, and --control-variates auto (decided per run
 # from the pilot's projection)
 ESTIMATORS = (False, True, "auto")
+# the client's defaults for the design alone (antithetic-queue estimate --interval, --range): every built-in
+# statistic lies in [0, 1] (tests/test_estimate_bench.py checks these against the client's parser)
+INTERVAL = "auto"
+VALUE_RANGE = (0.0, 1.0)
 
 
 def suffix(cv) -> str:
@@ -104,14 +109,15 @@ def run_once(u: dict, target: float, rng: np.random.Generator, use_cv: bool | st
 
 def run_rule(draw, k: int, truth: float, target: float, use_cv: bool | str, max_images: int, min_units: int = 8,
              aim: float = 1.0, cv_rule: tuple[int, float] | None = None) -> dict:
-    """One estimate with the client's stopping rule and interval; ``draw(g)`` gives the run's first g units (unit
+    """One estimate with the client's stopping driver and interval; ``draw(g)`` gives the run's first g units (unit
     means [g], item values [g, K], noise coefficients [g, K, M]), from a pool or freshly sampled.
 
-    ``use_cv="auto"``: ``antithetic-queue estimate --control-variates auto``: the design-alone rule (``min_units``,
-    ``aim``) for the pilot, then the control variate with ``cv_rule`` = (pilot units, aim) when the pilot projects
-    more images than the control-variate route can stop at (``estimate.auto_control_variate``)."""
-    from ..api_client.estimate import auto_control_variate
-
+    As ``antithetic-queue estimate`` runs it by default: the design alone on :class:`SequentialInterval` with
+    ``--interval`` :data:`INTERVAL` and ``--range`` :data:`VALUE_RANGE` (the t rule with Cochran's gate, switching
+    to a confidence sequence where its switch fires); with the control variate its cross-fitted t interval on the
+    t driver. ``use_cv="auto"``: ``--control-variates auto``: the design alone's driver for the pilot, then the
+    control variate with ``cv_rule`` = (pilot units, aim) when the pilot projects more images than the
+    control-variate route can stop at (``control_variate_switch.auto_control_variate``)."""
     upp = max(1, PROMPT_IMAGES // k)
     auto = use_cv == "auto"
     cv_on = bool(use_cv) and not auto
@@ -120,39 +126,47 @@ def run_rule(draw, k: int, truth: float, target: float, use_cv: bool | str, max_
         return StoppingRule(target=target, min_units=pilot, max_images=max_images, confidence=CONFIDENCE, aim=aim_,
                             max_growth=CV_MAX_GROWTH if cv else None)
 
-    def interval(cv: bool, y, items, coefs):
-        if cv:
-            res, _ = ncv.cross_fitted_interval(y, coefs, np.arange(y.shape[0]) // upp, CONFIDENCE, item_values=items)
-            return res.estimate, res.half_width, res.std_error, res.dof
-        g = y.shape[0]
-        hw = float(stats.t.ppf(0.5 + CONFIDENCE / 2, g - 1) * y.std(ddof=1) / math.sqrt(g))
-        return float(y.mean()), hw, float(y.std(ddof=1) / math.sqrt(g)), g - 1
+    def driver_for(cv: bool, rule: StoppingRule) -> SequentialInterval:
+        # the control-variate estimate stays on its t interval (the client's driver never switches there)
+        return SequentialInterval(rule, "t" if cv else INTERVAL, None if cv else VALUE_RANGE, k, upp, 2 if cv else 1)
 
-    rule = rule_for(cv_on, min_units, aim)
-    dec = decide(rule, 0, k, None, None, 2 if cv_on else 1, upp)
-    stages = 0
+    def cv_interval(y, items, coefs):
+        res, _ = ncv.cross_fitted_interval(y, coefs, np.arange(y.shape[0]) // upp, CONFIDENCE, item_values=items)
+        return res.estimate, res.half_width, res.std_error, res.dof
+
+    drv = driver_for(cv_on, rule_for(cv_on, min_units, aim))
+    seen = stages = 0
     projected = None
     while True:
-        g = dec.units_wanted
+        g = drv.units_wanted
         y, items, coefs = draw(g)
-        est, hw, se, dof = interval(cv_on, y, items, coefs)
+        t_iv = None
+        if cv_on:
+            est, hw, se, dof = cv_interval(y, items, coefs)
+            t_iv = (est, hw)
+        iv, dec = drv.look(y[seen:], items[seen:].reshape(-1), t_interval=t_iv)
+        seen = g
         stages += 1
-        dec = decide(rule, g, k, est, hw, 2 if cv_on else 1, upp)
         if projected is None:  # what the pilot projects (the Stein step): --control-variates auto decides on it
             projected = dec.units_wanted * k
             # the pilot so far counts as (part of) the control variate's pilot, never its final sample
             cv_pilot = max(cv_rule[0], g) if auto else 0
-            if auto and not dec.stop and auto_control_variate(projected, k, upp, cv_pilot):
-                cv_on, rule = True, rule_for(True, cv_pilot, cv_rule[1])
-                est, hw, se, dof = interval(True, y, items, coefs)
-                dec = decide(rule, g, k, est, hw, 2, upp)
+            if auto and drv.method == "t" and not dec.stop and auto_control_variate(projected, k, upp, cv_pilot):
+                cv_on = True
+                est, hw, se, dof = cv_interval(y, items, coefs)
+                drv = driver_for(True, rule_for(True, cv_pilot, cv_rule[1]))
+                iv, dec = drv.look(y, items.reshape(-1), t_interval=(est, hw))
         if dec.stop:
             break
+    if not cv_on:
+        se = float(y.std(ddof=1) / math.sqrt(g)) if g >= 2 else math.inf
+        dof = g - 1
     ssw = ((items - items.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
     s2 = item_variance(y, ssw, k)
-    return {"images": g * k, "estimate": est, "half_width": hw, "covered": abs(est - truth) <= hw,
+    est, hw = iv["estimate"], iv["half_width"]
+    return {"images": g * k, "estimate": est, "half_width": hw, "covered": bool(iv["low"] <= truth <= iv["high"]),
             "std_error": se, "dof": int(dof), "stages": stages, "reached": dec.reason == "target reached",
-            "pilot_projection": int(projected), "control_variate_used": cv_on,
+            "pilot_projection": int(projected), "control_variate_used": cv_on, "interval": iv["method"],
             "iid_images": iid_images_for(s2, hw, CONFIDENCE)}
 
 
@@ -207,11 +221,74 @@ def summarize(runs: list[dict]) -> dict:
             "reached": float(np.mean([r["reached"] for r in runs])),
             "median_half_width": float(np.median([r["half_width"] for r in runs])),
             "median_iid_projection": float(np.median([r["iid_images"] for r in runs])),
-            "median_stages": float(np.median([r["stages"] for r in runs]))}
+            "median_stages": float(np.median([r["stages"] for r in runs])),
+            # share of runs whose final interval is a confidence sequence (the auto switch fired), not the t interval
+            "switched": float(np.mean([r.get("interval", "t") != "t" for r in runs]))}
+
+
+# The pools' units, set in the parent before the worker processes fork (they inherit them copy-on-write).
+_UNITS: dict | None = None
+
+
+def _grid_task(key: tuple, seed: int, max_images: int, reps: int, cv_reps: int) -> tuple[tuple, dict]:
+    """One rule-grid cell: (setting, design, control variate, target) on the tuning repetitions."""
+    gi, d, cv, ti = key
+    reps = cv_reps if cv else reps
+    pilot, aim = RULE_GRID[gi]
+    stat, target = TARGETS[ti]
+    rng = np.random.default_rng([seed, 1, gi, POOL_DESIGNS.index(d), ti, int(cv)])
+    rr = [run_once(_UNITS[d][stat], target, rng, cv, max_images, pilot, aim) for _ in range(reps)]
+    return key, summarize(rr)
+
+
+def _row_task(key: tuple, seed: int, max_images: int, rules: dict, n_tune: int, reps: int, design_reps: int
+              ) -> tuple[tuple, dict]:
+    """One reported row: (design, target, estimator), its tuning then its reported repetitions."""
+    d, ti, cv = key
+    n_rep = reps if cv else design_reps
+    stat, target = TARGETS[ti]
+    # auto: the design alone's rule for the pilot, then the control variate's rule if it switches on
+    pilot, aim = rules[(d, cv is True)]["pilot_units"], rules[(d, cv is True)]["aim"]
+    cv_rule = (rules[(d, True)]["pilot_units"], rules[(d, True)]["aim"])
+    rng = np.random.default_rng([seed, 2, POOL_DESIGNS.index(d), ti, ESTIMATORS.index(cv)])
+    u = _UNITS[d][stat]
+    return key, {"tune": [run_once(u, target, rng, cv, max_images, pilot, aim, cv_rule) for _ in range(n_tune)],
+                 "report": [run_once(u, target, rng, cv, max_images, pilot, aim, cv_rule) for _ in range(n_rep)]}
+
+
+def _map(fn, keys: list, args: tuple, workers: int, progress=None) -> dict:
+    """``{key: fn(key, *args)}``, on ``workers`` forked processes (1: in this one). Each task seeds its own
+    generator from its key, so the result does not depend on the number of workers or the order they finish in.
+    Tasks with the control variate (about 30x the cost) are submitted first, for an even finish."""
+    order = sorted(keys, key=lambda k: not any(x is True or x == "auto" for x in k))  # stable: else key order
+    out = {}
+    if workers <= 1:
+        for k in order:
+            out[k] = fn(k, *args)[1]
+            if progress:
+                progress(1)
+        return out
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+        futures = [ex.submit(fn, k, *args) for k in order]
+        for f in cf.as_completed(futures):
+            k, v = f.result()
+            out[k] = v
+            if progress:
+                progress(1)
+    return out
+
+
+def task_count() -> int:
+    """Progress steps of a full run: the rule grid's cells and the reported rows."""
+    return len(RULE_GRID) * len(POOL_DESIGNS) * 2 * len(TARGETS) + len(POOL_DESIGNS) * len(TARGETS) * len(ESTIMATORS)
 
 
 def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_images: int, progress=None,
-              design_reps: int | None = None, tune_reps: int | None = None) -> dict:
+              design_reps: int | None = None, tune_reps: int | None = None, workers: int = 1) -> dict:
+    global _UNITS
     design_reps = design_reps or reps
     tune_reps = tune_reps or reps
     cv_tune_reps = min(reps, 200)  # the rule grid with the control variate: 200 tuning repetitions per row
@@ -221,7 +298,7 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
     decision_reps = reps
     result = {"pool_images": pool_images, "reps_reported": reps, "reps_reported_design": design_reps,
               "reps_tuning": tune_reps, "reps_tuning_cv": cv_tune_reps, "reps_cv_decision": decision_reps,
-              "prompt_images": PROMPT_IMAGES,
+              "prompt_images": PROMPT_IMAGES, "interval": INTERVAL, "value_range": list(VALUE_RANGE),
               "confidence": CONFIDENCE, "model": "digits", "steps": 10, "sampler": "dpmpp_2m",
               "max_images": max_images, "targets": [list(t) for t in TARGETS], "rows": [], "pools": {},
               "platform": platform.platform()}
@@ -232,6 +309,8 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
         units[d] = {s: units_of(pool, s) for s in ("brightness", "energy")}
         result["pools"][d] = {"images": int(pool["brightness"].shape[0]), "seconds": float(pool["seconds"]),
                               "truth": {s: units[d][s]["truth"] for s in units[d]}}
+    _UNITS = units
+
     def rng_for(*key):
         return np.random.default_rng([seed, *key])
 
@@ -242,22 +321,17 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
                                    for d in POOL_DESIGNS}
 
     # 1. the rule's pilot size and aim, chosen per design and estimator (design alone / + cv) on the tuning half
+    keys = [(gi, d, cv, ti) for gi in range(len(RULE_GRID)) for d in POOL_DESIGNS for cv in (False, True)
+            for ti in range(len(TARGETS))]
+    cells = _map(_grid_task, keys, (seed, max_images, tune_reps, cv_tune_reps), workers, progress)
     grid = []
     for gi, (pilot, aim) in enumerate(RULE_GRID):
         for d in POOL_DESIGNS:
             for cv in (False, True):
-                covs, cost = [], 0.0
-                for ti, (stat, target) in enumerate(TARGETS):
-                    rng = rng_for(1, gi, POOL_DESIGNS.index(d), ti, int(cv))
-                    rr = [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim)
-                          for _ in range(cv_tune_reps if cv else tune_reps)]
-                    sm = summarize(rr)
-                    covs.append(sm["coverage"])
-                    cost += math.log(sm["median_images"])
+                sms = [cells[(gi, d, cv, ti)] for ti in range(len(TARGETS))]
                 grid.append({"design": d, "control_variate": cv, "pilot_units": pilot, "aim": aim,
-                             "min_coverage": min(covs), "mean_log_images": cost / len(covs)})
-        if progress:
-            progress(1)
+                             "min_coverage": min(sm["coverage"] for sm in sms),
+                             "mean_log_images": sum(math.log(sm["median_images"]) for sm in sms) / len(sms)})
     rules = {}
     for d in POOL_DESIGNS:
         for cv in (False, True):
@@ -271,23 +345,9 @@ def run_bench(pool_images: int, reps: int, seed: int, out: pathlib.Path, max_ima
     result["rule"] = {"per_design": list(rules.values()), "cv_max_growth": CV_MAX_GROWTH}
 
     # 2. with that rule: the control variate's default (tuning half), then the reported half
-    runs: dict[tuple, dict[str, list]] = {}
-    for d in POOL_DESIGNS:
-        for ti, (stat, target) in enumerate(TARGETS):
-            for cv in ESTIMATORS:
-                # auto: the design alone's rule for the pilot, then the control variate's rule if it switches on
-                pilot, aim = rules[(d, cv is True)]["pilot_units"], rules[(d, cv is True)]["aim"]
-                cv_rule = (rules[(d, True)]["pilot_units"], rules[(d, True)]["aim"])
-                key = (d, stat, target, cv)
-                n_tune = decision_reps
-                n_rep = reps if cv else design_reps
-                rng = rng_for(2, POOL_DESIGNS.index(d), ti, ESTIMATORS.index(cv))
-                runs[key] = {"tune": [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim, cv_rule)
-                                      for _ in range(n_tune)],
-                             "report": [run_once(units[d][stat], target, rng, cv, max_images, pilot, aim, cv_rule)
-                                        for _ in range(n_rep)]}
-                if progress:
-                    progress(1)
+    row_keys = [(d, ti, cv) for d in POOL_DESIGNS for ti in range(len(TARGETS)) for cv in ESTIMATORS]
+    runs = _map(_row_task, row_keys, (seed, max_images, rules, decision_reps, reps, design_reps), workers, progress)
+    runs = {(d, TARGETS[ti][0], TARGETS[ti][1], cv): runs[(d, ti, cv)] for d, ti, cv in row_keys}
     # defaults from the tuning half: control variate on for a design when, at every target, it needs no more median
     # images than the design alone and its coverage is in 0.93-0.97, and at the tightest brightness target fewer
     defaults = {}
@@ -395,11 +455,14 @@ def markdown(result: dict) -> str:
         "images per design (truth = pool mean). *cv* = cross-fitted noise control variate; *cv auto* = "
         "`--control-variates auto` (the design alone's pilot, then the control variate when the pilot projects more "
         "images than the control variate's own pilot and one prompt); **bold** = the default of "
-        "`antithetic-queue estimate` for that design.",
+        "`antithetic-queue estimate` for that design. The design alone runs the client's default interval, "
+        f"`--interval {result.get('interval', 't')}` with `--range` {_range(result)} (the t rule with Cochran's "
+        "gate, switching to a confidence sequence where its switch fires: the *switched* column); with the control "
+        "variate its cross-fitted t interval.",
         "",
         "| statistic | target | design | median images | p90 images | × fewer than iid (median) | coverage "
-        "[95 % CI] | iid images for the same width (projected) |",
-        "|---|---|---|---|---|---|---|---|",
+        "[95 % CI] | switched | iid images for the same width (projected) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for stat, target in result["targets"]:
         for r in result["rows"]:
@@ -412,7 +475,7 @@ def markdown(result: dict) -> str:
             lines.append(
                 f"| {stat} | ±{target:g} | {name} | {r['median_images']:.0f}{reached} | {r['p90_images']:.0f} | "
                 f"{r['fewer_than_iid']:.1f}× | {r['coverage']:.3f} [{r['coverage_lo']:.3f}, {r['coverage_hi']:.3f}] | "
-                f"{r['median_iid_projection']:.0f} |"
+                f"{100 * r.get('switched', 0.0):.0f} % | {r['median_iid_projection']:.0f} |"
             )
     grid = result.get("rule_grid", [])
     if grid:
@@ -434,6 +497,11 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _range(result: dict) -> str:
+    vr = result.get("value_range")
+    return "none" if vr is None else f"{vr[0]:g} {vr[1]:g}"
+
+
 def headline(result: dict) -> str:
     """The README's short version: every estimator at the tightest brightness target, and the coverage range."""
     tight = min(t for s_, t in result["targets"] if s_ == "brightness")
@@ -446,7 +514,8 @@ def headline(result: dict) -> str:
         f"embedded digits model, median of {result['reps_reported_design']} (design alone) / "
         f"{result['reps_reported']} (+ cv) repetitions (`antithetic-sampling estimate-bench`; every target and the "
         "method in [docs/evidence.md](docs/evidence.md#estimating-to-a-target-half-width)). *cv* = control variate "
-        "from the initial noise; **bold** = what the command does by default for that noise node.",
+        "from the initial noise; **bold** = what the command does by default for that noise node (the design alone "
+        f"with its default `--interval {result.get('interval', 't')}`).",
         "",
         "| noise design (estimator) | median images | fewer than iid | coverage of the final interval |",
         "|---|---|---|---|",
@@ -480,8 +549,11 @@ def main(argv: list[str] | None = None) -> int:
         _summaries(result, args.summary)
         return 0
 
-    bar = progress_bar(len(RULE_GRID) + len(POOL_DESIGNS) * len(TARGETS) * len(ESTIMATORS), "estimate-bench", unit="step")
-    result = run_bench(pool, reps, args.seed, args.out, args.max_images, bar.update if bar else None, dreps, treps)
+    import os
+
+    bar = progress_bar(task_count(), "estimate-bench", unit="cell")
+    result = run_bench(pool, reps, args.seed, args.out, args.max_images, bar.update if bar else None, dreps, treps,
+                       workers=args.workers or os.cpu_count() or 1)
     if bar:
         bar.close()
     publish(args.out, "estimate_bench", result, markdown(result), args.readme, "estimate-results")
@@ -514,9 +586,17 @@ def _fresh_main(args) -> int:
         for d in dict.fromkeys(d for d, _ in rows):
             pool = load_or_build(args.out, d, pool_images, seed=args.seed + POOL_DESIGNS.index(d))
             units[d] = units_of(pool, "brightness")
+        bench_json = args.out / "estimate_bench.json"
+        if not bench_json.is_file():
+            import sys
+
+            print(f"error: --fresh: {bench_json} not found; --fresh replicates the pool bench's rows with the rules "
+                  "that bench chose: run antithetic-sampling estimate-bench first (same --out)", file=sys.stderr)
+            return 2
+        rules = ef.rules_of(json.loads(bench_json.read_text(encoding="utf-8")))
         bar = progress_bar(len(rows), "estimate-bench --fresh", unit="row")
-        res = ef.run_fresh(units, rows, args.fresh, args.seed, args.max_images, args.fresh_truth, args.fresh_fixed,
-                           bar.update if bar else None)
+        res = ef.run_fresh(units, rows, args.fresh, args.seed, args.max_images, args.fresh_truth, rules,
+                           args.fresh_fixed, bar.update if bar else None)
         if bar:
             bar.close()
         res["pool_images"] = pool_images

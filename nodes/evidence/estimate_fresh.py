@@ -3,8 +3,9 @@
 The main bench draws the units of every repetition from one cached pool per design (exact iid sampling from the
 pool's empirical law, truth = the pool mean). This mode checks that shortcut: for each row it runs N estimates
 whose every unit is sampled fresh from the embedded digits model (noise seeds disjoint from every pool's, each
-unit used by one estimate only), with the client's shipped stopping rule (``RULE_DEFAULTS`` of
-``antithetic-queue estimate``) and interval, in prompts of 8 images, against a truth from a large separate fresh
+unit used by one estimate only), with the stopping rule the pool bench chose for that row (read from its
+``estimate_bench.json``; ``RULE_DEFAULTS`` of ``antithetic-queue estimate`` ships the same, a test keeps them
+equal) and the client's interval, in prompts of 8 images, against a truth from a large separate fresh
 sample; and, in the same command, N estimates of the same row resampled from the pool (truth = pool mean, as the
 main table does). Where the two disagree is flagged by a stated test at 5 %:
 
@@ -41,8 +42,6 @@ CHUNK_IMAGES = 2048
 # it is about 7x as precise per image as iid)
 TRUTH_DESIGN = "k4"
 DEFAULT_TRUTH_IMAGES = 131072
-# the design names of antithetic-queue estimate (its RULE_DEFAULTS keys)
-CLIENT_DESIGN = {"iid": "iid", "antithetic": "pairs", "k4": "groups", "rqmc": "replicates"}
 DEFAULT_ROWS = ("k4", "k4+cv")
 HEADLINE_ROWS = ("k4", "k4+cv", "antithetic", "antithetic+cv", "rqmc", "rqmc+cv", "iid+cv")
 ALPHA = 0.05
@@ -163,11 +162,16 @@ def fixed_size(draw_source, truth: float, g: int, reps: int, use_cv: bool, k: in
     return hits / reps
 
 
+def rules_of(bench_result: dict) -> dict:
+    """``{(design, control variate on): (pilot units, aim)}`` from a pool bench result (``estimate_bench.json``)."""
+    return {(r["design"], bool(r["control_variate"])): (int(r["pilot_units"]), float(r["aim"]))
+            for r in bench_result["rule"]["per_design"]}
+
+
 def run_fresh(units: dict, rows: list[tuple[str, bool]], reps: int, seed: int, max_images: int, truth_images: int,
-              fixed_reps: int = 0, progress=None) -> dict:
+              rules: dict, fixed_reps: int = 0, progress=None) -> dict:
     """Pool and fresh repetitions of every row at the tightest brightness target; ``units[design]`` = the pool's
-    brightness units (``estimate_bench.units_of``)."""
-    from ..api_client.estimate import RULE_DEFAULTS
+    brightness units (``estimate_bench.units_of``); ``rules`` from :func:`rules_of`."""
     from . import estimate_bench as eb
 
     stat, target = "brightness", min(t for s_, t in eb.TARGETS if s_ == "brightness")
@@ -178,8 +182,8 @@ def run_fresh(units: dict, rows: list[tuple[str, bool]], reps: int, seed: int, m
            "fixed_reps": fixed_reps, "prompt_images": eb.PROMPT_IMAGES, "chunk_images": CHUNK_IMAGES}
     streams: dict[str, FreshUnits] = {}
     for d, cv in rows:
-        pilot, aim = RULE_DEFAULTS[(CLIENT_DESIGN[d], cv is True)]
-        cv_rule = RULE_DEFAULTS[(CLIENT_DESIGN[d], True)]  # where auto switches the control variate on
+        pilot, aim = rules[(d, cv is True)]
+        cv_rule = rules[(d, True)]  # where auto switches the control variate on
         u = units[d]
         src = streams.setdefault(d, FreshUnits(d, seed))
         k = src.k

@@ -311,8 +311,8 @@ def batch_interval_choice(choice: str, values, unit_means, design: str, value_ra
     ``auto``: the exact binomial interval when every value is 0 or 1 and the images are independent (iid); the
     betting interval when the estimate's auto switch would fire (at most ``max_distinct`` distinct values and fewer
     than half the images, unit means
-    without spread or with |skewness| above ``max_skew``: ``sequential_estimation.AUTO_SWITCH``); else the t
-    interval. Explicit choices are checked (binomial: 0/1 values and iid; betting: values inside the range)."""
+    without spread, or skewed beyond ``max_skew`` with too few units for the CLT at that skew:
+    ``sequential_estimation.skewed`` with ``AUTO_SWITCH``); else the t interval. Explicit choices are checked (binomial: 0/1 values and iid; betting: values inside the range)."""
     from .sequential_estimation import AUTO_SWITCH, skewed
 
     key = str(choice).strip().lower()

@@ -153,12 +153,18 @@ class AutoSwitch:
     run whose per-image values take at most ``max_distinct`` distinct values, and fewer than half as many as there
     are images (flags, counts, a rare outcome that has not shown up yet), or whose unit means have no spread; for
     the asymptotic sequence, a run whose unit means are skewed beyond ``max_skew`` (sample skewness minus two
-    standard errors sqrt(6/G), from ``min_units_for_skew`` units on). ``max_skew`` is chosen on the tuning laws of
-    ``antithetic-sampling estimate-battery`` (see docs/estimate.md)."""
+    standard errors sqrt(6/G), from ``min_units_for_skew`` units on) while the run is still too small for the CLT
+    by Cochran's rule at the skewness's upper bound, G < ``clt_margin`` · (|γ̂₁| + 2 sqrt(6/G))² (``None``: at any
+    size: a skew that is merely detectable in a large run, where the t interval is sound, then costs the wider
+    sequence). ``max_skew`` and ``clt_margin`` are chosen on the tuning laws of ``antithetic-sampling
+    estimate-battery`` (see docs/estimate.md)."""
 
     max_distinct: int = 10
     max_skew: float = 0.0  # estimate-battery's choice on its tuning laws (0.5 and above covered 0.88 there)
     min_units_for_skew: int = 8
+    # estimate-battery's choice between None and Cochran's 25 on its tuning laws: 25 spared large, mildly skewed runs
+    # their images but left a tuning cell at 0.89 (bimodal scores in pairs, prompts of 4, tight target)
+    clt_margin: float | None = None
 
 
 AUTO_SWITCH = AutoSwitch()
@@ -166,9 +172,16 @@ AUTO_SWITCH = AutoSwitch()
 
 def skewed(y, switch: AutoSwitch) -> bool:
     """|sample skewness| above ``max_skew`` by more than two of its standard errors under normality
-    (sqrt(6/G)): small normal samples have skewness ±0.9 (1 SE at G = 8) by chance alone."""
+    (sqrt(6/G)): small normal samples have skewness ±0.9 (1 SE at G = 8) by chance alone; with ``clt_margin``,
+    only while G < clt_margin · (|γ̂₁| + 2 SE)² (Cochran's rule at the skewness's upper bound: beyond it the t
+    interval's normal approximation holds even for that skew)."""
     g = len(y)
-    return g >= switch.min_units_for_skew and abs(_skewness(y)) - 2 * math.sqrt(6 / g) > switch.max_skew
+    if g < switch.min_units_for_skew:
+        return False
+    gamma, two_se = abs(_skewness(y)), 2 * math.sqrt(6 / g)
+    if gamma - two_se <= switch.max_skew:
+        return False
+    return switch.clt_margin is None or g < switch.clt_margin * (gamma + two_se) ** 2
 
 
 def _skewness(y) -> float:
