@@ -528,6 +528,10 @@ def test_cli_sigint_cancels_only_own_prompts(fake, tmp_path):
         [sys.executable, "-c", boot + code, str(wf), "--server", srv.url, "--sweep", "3.seed=0..29",
          "--out", str(out), "--no-progress"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # a suite started in the background of a non-interactive shell (`pytest ... &`) inherits SIGINT ignored,
+        # and a Python started with SIGINT ignored never installs its KeyboardInterrupt handler: the command then
+        # ran all 30 prompts and exited 0. Give the command the terminal's default, as a user's shell would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     manifest = out / "manifest.jsonl"
     deadline = time.monotonic() + 300  # start-up included; never reached unless the command hangs

@@ -53,3 +53,12 @@ def test_a_published_row_is_what_the_code_gives():
     row = (f"| {law.name} | iid | {batch} | ±{target:.3g} (n={eb.IID_IMAGES[ti]}) | {eb._cell(res['t'])} | "
            f"{eb._cell(res['betting'])} | {eb._cell(res['auto'])} ")
     assert row in doc
+
+
+def test_battery_pilots_are_the_clients_defaults():
+    """Every battery cell runs the client's own rule: its pilot per design without the control variate."""
+    from antithetic_sampling.nodes.api_client.estimate import RULE_DEFAULTS
+    from antithetic_sampling.nodes.evidence import estimate_battery as eb
+
+    by_unit = {1: "iid", 2: "pairs", 4: "groups", 8: "replicates"}
+    assert {k: (v, eb.AIM) for k, v in eb.PILOT_UNITS.items()} == {k: RULE_DEFAULTS[(d, False)] for k, d in by_unit.items()}

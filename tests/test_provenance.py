@@ -25,16 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Blocks whose inputs changed after they were generated and that are too expensive (or need a quiet machine /
 # a ComfyUI checkout) to regenerate in the change that made them stale: "<file>:<block>" -> why. The test below
 # fails as soon as one of them is current again, so that this list only shrinks.
-KNOWN_STALE: dict[str, str] = {
-    "docs/evidence.md:soak-results": "run on cffb3a0; 6c761b9 refactored soak.py and estimate.py; make soak needs "
-                                     "ComfyUI, Ray and a quiet machine",
-    "docs/evidence.md:estimate-results": "estimate-bench gained the --control-variates auto rows and its import "
-                                         "closure the interval options; the design-alone and cv rules it reports "
-                                         "are unchanged; a full rerun takes over an hour here",
-    "README.md:estimate-headline": "written with docs/evidence.md:estimate-results",
-    "docs/evidence.md:estimate-fresh": "recorded from db4c20c, which generated it; estimate-bench's closure changed "
-                                       "since (interval options, launcher); rerun with the full estimate-bench",
-}
+KNOWN_STALE: dict[str, str] = {}
 
 
 def _key(problem: str) -> str | None:

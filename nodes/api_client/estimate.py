@@ -65,10 +65,10 @@ CV_DEFAULT = {"iid": False, "pairs": False, "groups": False, "replicates": False
 # none has, the one with the highest lowest coverage): (pilot units, aim of the second stage as a fraction of the
 # target), keyed by (design, control variate on).
 RULE_DEFAULTS = {
-    ("iid", False): (8, 1.0), ("iid", True): (8, 1.0),
+    ("iid", False): (16, 1.0), ("iid", True): (8, 1.0),
     ("pairs", False): (8, 1.0), ("pairs", True): (16, 0.9),
     ("groups", False): (8, 1.0), ("groups", True): (16, 1.0),
-    ("replicates", False): (16, 1.0), ("replicates", True): (16, 1.0),
+    ("replicates", False): (8, 1.0), ("replicates", True): (16, 1.0),
 }
 CV_MAX_GROWTH = 1.3  # with the control variate a stage grows the units at most 1.3x (its surrogate keeps learning)
 

@@ -48,7 +48,10 @@ DIGITS_TARGETS = (0.005, 0.002, 0.001)
 DIGITS_BATCH = 8
 DIGITS_DESIGNS = ("iid", "antithetic", "k4", "rqmc")
 DIGITS_LABELS = {"iid": "iid", "antithetic": "pairs", "k4": "K-groups K=4", "rqmc": "RQMC n=8"}
-PILOT_UNITS, AIM = 8, 1.0  # the client's defaults for iid and pairs without the control variate (RULE_DEFAULTS)
+# the client's pilot units without the control variate (RULE_DEFAULTS), by images per unit: iid, pairs, K-groups
+# K=4, RQMC replicates of 8 (tests/test_estimate_battery.py keeps them equal); aim 1 for every design
+PILOT_UNITS = {1: 16, 2: 8, 4: 8, 8: 8}
+AIM = 1.0
 SKEW_GRID = (0.0, 0.5, 1.0, 2.0)
 CLT_GRID = (None, 25.0)  # switch on skew at any size / only while Cochran's rule fails at the skew's upper bound
 
@@ -102,7 +105,8 @@ def run_once(means: np.ndarray, items: np.ndarray, truth: float, unit_size: int,
     ``same_as_betting``: the betting run on the same units; an ``auto`` run that switches at its first look (the
     pilot) is that run step for step (same pilot, same bets, same stages), so it is returned instead of repeated."""
     upp = batch // unit_size
-    rule = StoppingRule(target=target, min_units=PILOT_UNITS, max_images=max_images, confidence=CONFIDENCE, aim=AIM)
+    rule = StoppingRule(target=target, min_units=PILOT_UNITS[unit_size], max_images=max_images, confidence=CONFIDENCE,
+                        aim=AIM)
     drv = SequentialInterval(rule, method, value_range, unit_size, upp, 1, switch)
     seen, looks = 0, 0
     while True:
@@ -252,8 +256,16 @@ def run_battery(reps: int, tune_reps: int, seed: int, out: pathlib.Path, max_ima
                     progress(1)
     return {"reps": reps, "seed": seed, "confidence": CONFIDENCE, "max_images": max_images, "digits_max_images": digits_max_images,
             "pool_images": pool_images, "batches": list(BATCHES), "iid_images": list(IID_IMAGES),
-            "pilot_units": PILOT_UNITS, "tuning": tuning, "rows": rows, "digits_rows": digit_rows,
+            "pilot_units": {str(k): v for k, v in PILOT_UNITS.items()}, "tuning": tuning, "rows": rows, "digits_rows": digit_rows,
             "seconds": time.perf_counter() - t0, "platform": platform.platform()}
+
+
+def _pilots(p) -> str:
+    """The pilot of the table's note: one number (older results) or units per unit size, as the client's defaults."""
+    if not isinstance(p, dict):
+        return f"{p} units"
+    names = {"1": "iid", "2": "pairs", "4": "K=4 groups", "8": "RQMC replicates"}
+    return "units as the client's defaults: " + ", ".join(f"{names.get(k, k)} {v}" for k, v in p.items())
 
 
 def _cell(s: dict) -> str:
@@ -281,7 +293,7 @@ def markdown(result: dict) -> str:
     lines = [
         f"Coverage of the final 95 % interval (Wilson 95 % CI) · median / 90th-percentile images, "
         f"{result['reps']} repetitions per cell, prompts of 4, 8 or 64 images, budget {result['max_images']} images, "
-        f"pilot {result['pilot_units']} units; every repetition runs the client's stopping driver. *t* = today's "
+        f"pilot {_pilots(result['pilot_units'])}; every repetition runs the client's stopping driver. *t* = today's "
         "rule (t interval, Stein two-stage); *guaranteed* = betting confidence sequence (bounded laws) or asymptotic "
         "confidence sequence (the unbounded lognormal law, marked ᵃ); *default* = `--interval auto`. Target = "
         "1.96 σ/√n for n = 64 / 1024 iid images (loose / tight).",
